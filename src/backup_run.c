@@ -1,0 +1,906 @@
+/* backup_run.c - drive one backup run through its phases.
+ *
+ * Phases: upload the manifest marked incomplete; run up to [limits] parallel
+ * collection pipelines (data blob, then metadata blob); upload the final
+ * manifest.  Each pipeline is export-collection | upload-blob with a status
+ * socket to each child.  upload-blob stages blocks and waits; it is told to
+ * commit only when the producer exited 0, reported "result ok", and the
+ * byte count the uploader received equals what the producer wrote.  Anything
+ * else is an abort, so a failed export never becomes a committed blob.
+ */
+#include "config.h"
+
+#include <bson/bson.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backup_run.h"
+#include "child_status.h"
+#include "log.h"
+#include "manifest.h"
+#include "spawn.h"
+#include "xio.h"
+
+#define KILL_GRACE_SECONDS 10.0
+#define EXPORT_RETRY_BASE_SECONDS 2
+
+double monotonic_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void side_init(struct side *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->status_fd = -1;
+}
+
+static void pipeline_init(struct pipeline *pl, const char *blob)
+{
+	memset(pl, 0, sizeof(*pl));
+	snprintf(pl->blob, sizeof(pl->blob), "%s", blob);
+	side_init(&pl->producer);
+	side_init(&pl->uploader);
+	pl->buffer_fd = -1;
+}
+
+static bool side_done(const struct side *s)
+{
+	return !s->started || (s->exited && s->status_fd < 0);
+}
+
+static bool pipeline_done(const struct pipeline *pl)
+{
+	if (pl->self_produced && pl->buffer_fd >= 0)
+		return false;
+	return side_done(&pl->producer) && side_done(&pl->uploader);
+}
+
+static void describe_exit(int wait_status, char *out, size_t len)
+{
+	if (WIFEXITED(wait_status))
+		snprintf(out, len, "exited with status %d", WEXITSTATUS(wait_status));
+	else if (WIFSIGNALED(wait_status))
+		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(wait_status),
+			 strsignal(WTERMSIG(wait_status)));
+	else
+		snprintf(out, len, "ended with wait status %d", wait_status);
+}
+
+static bool side_succeeded(const struct side *s)
+{
+	return s->exited && WIFEXITED(s->wait_status) &&
+	       WEXITSTATUS(s->wait_status) == 0 && s->result_ok;
+}
+
+/* The most useful explanation of a failed pipeline: a real error reported
+ * by a child beats "aborted", which beats a bare exit status. */
+static void pipeline_failure(const struct pipeline *pl, const char *producer_name,
+			     char *out, size_t len)
+{
+	const struct side *p = &pl->producer, *u = &pl->uploader;
+	char how[96];
+	bool p_real = p->error[0] && strcmp(p->error_class, ERR_CLASS_ABORTED) != 0;
+	bool u_real = u->error[0] && strcmp(u->error_class, ERR_CLASS_ABORTED) != 0;
+
+	if (p_real) {
+		snprintf(out, len, "%s", p->error);
+	} else if (u_real) {
+		snprintf(out, len, "%s", u->error);
+	} else if (p->started && p->exited && !side_succeeded(p)) {
+		describe_exit(p->wait_status, how, sizeof(how));
+		snprintf(out, len, "%s %s", producer_name, how);
+	} else if (u->exited && !side_succeeded(u)) {
+		describe_exit(u->wait_status, how, sizeof(how));
+		snprintf(out, len, "upload-blob %s", how);
+	} else if (p->error[0]) {
+		snprintf(out, len, "%s", p->error);
+	} else if (u->error[0]) {
+		snprintf(out, len, "%s", u->error);
+	} else {
+		snprintf(out, len, "the upload was not committed");
+	}
+}
+
+static bool pipeline_succeeded(const struct pipeline *pl)
+{
+	return pl->committed && side_succeeded(&pl->uploader) &&
+	       (pl->self_produced || side_succeeded(&pl->producer));
+}
+
+static void send_to_uploader(struct pipeline *pl, const char *what)
+{
+	if (pl->uploader.status_fd < 0)
+		return;
+	if (status_send(pl->uploader.status_fd, "%s", what) != 0)
+		msg_warn("%s: cannot reach upload-blob: %s", pl->blob, strerror(errno));
+}
+
+/* The two-phase commit decision, taken once both facts are in. */
+static void pipeline_decide(struct pipeline *pl)
+{
+	char msg[128];
+
+	if (pl->decided || !pl->uploader.started)
+		return;
+	bool producer_over = pl->self_produced ? pl->buffer_fd < 0 : side_done(&pl->producer);
+	if (!producer_over)
+		return;
+	bool producer_ok = pl->self_produced ? pl->buffer_off == pl->buffer_len
+					     : side_succeeded(&pl->producer);
+	if (!producer_ok) {
+		pl->decided = true;
+		send_to_uploader(pl, "abort");
+		return;
+	}
+	if (!pl->staged)
+		return;
+	pl->decided = true;
+	uint64_t produced = pl->self_produced ? pl->buffer_len : pl->producer.gzip_bytes;
+	if (pl->staged_bytes != produced) {
+		snprintf(pl->producer.error, sizeof(pl->producer.error),
+			 "upload-blob received %llu bytes but the producer wrote %llu; "
+			 "not committed", (unsigned long long)pl->staged_bytes,
+			 (unsigned long long)produced);
+		snprintf(pl->producer.error_class, sizeof(pl->producer.error_class), "local");
+		send_to_uploader(pl, "abort");
+		return;
+	}
+	if (pl->self_produced)
+		snprintf(msg, sizeof(msg), "commit documents=0 bson_bytes=%llu",
+			 (unsigned long long)pl->buffer_len);
+	else
+		snprintf(msg, sizeof(msg), "commit documents=%llu bson_bytes=%llu",
+			 (unsigned long long)pl->producer.documents,
+			 (unsigned long long)pl->producer.bson_bytes);
+	pl->committed = true;
+	send_to_uploader(pl, msg);
+}
+
+static int start_uploader(struct backup_run *run, struct pipeline *pl, int stdin_fd,
+			  const char *content_type, struct spawn_limits *limits)
+{
+	char path[PATH_MAX];
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/upload-blob", helper_dir());
+	char *argv[] = { "upload-blob", "-c", run->config_path, "--status-fd", "3",
+			 "--content-type", (char *)content_type, pl->blob, NULL };
+	struct spawn_request req = {
+		.path = path, .argv = argv, .stdin_fd = stdin_fd, .stdout_fd = -1,
+		.status_fd = sv[1], .pgid = &run->pgid, .limits = limits,
+	};
+	pid = spawn_child(&req);
+	int saved = errno;
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		errno = saved;
+		return -1;
+	}
+	fd_set_nonblock(sv[0], 1);
+	pl->uploader.pid = pid;
+	pl->uploader.status_fd = sv[0];
+	pl->uploader.started = true;
+	return 0;
+}
+
+static void run_limits(const struct backup_run *run, struct spawn_limits *limits)
+{
+	limits->address_space = run->cfg->child_memory;
+	limits->cpu_seconds = run->cfg->child_cpu_seconds;
+	limits->open_files = run->cfg->child_open_files;
+}
+
+/* export-collection [--metadata] | upload-blob */
+static int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
+				 const char *collection, bool metadata, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int data[2] = { -1, -1 }, sv[2] = { -1, -1 };
+	struct spawn_limits limits;
+	int r = -1;
+
+	run_limits(run, &limits);
+	if (pipe2(data, O_CLOEXEC) != 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
+		goto out;
+	}
+	if (start_uploader(run, pl, data[0], "application/gzip", &limits) != 0) {
+		snprintf(err, errlen, "cannot start %s/upload-blob: %s", helper_dir(),
+			 strerror(errno));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/export-collection", helper_dir());
+	char *argv[] = { "export-collection", "-c", run->config_path, "--status-fd", "3",
+			 (char *)collection, NULL, NULL };
+	if (metadata) {
+		argv[5] = "--metadata";
+		argv[6] = (char *)collection;
+	}
+	struct spawn_request req = {
+		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
+		.status_fd = sv[1], .pgid = &run->pgid, .limits = &limits,
+	};
+	pid_t pid = spawn_child(&req);
+	if (pid < 0) {
+		snprintf(err, errlen, "cannot start %s: %s", path, strerror(errno));
+		/* The uploader sees EOF on stdin once we close our ends below. */
+		goto out;
+	}
+	fd_set_nonblock(sv[0], 1);
+	pl->producer.pid = pid;
+	pl->producer.status_fd = sv[0];
+	pl->producer.started = true;
+	sv[0] = -1;
+	r = 0;
+out:
+	/* Our copies must go, or upload-blob never sees EOF. */
+	for (int i = 0; i < 2; i++) {
+		if (data[i] >= 0)
+			close(data[i]);
+		if (sv[i] >= 0)
+			close(sv[i]);
+	}
+	if (r != 0 && pl->uploader.started)
+		pl->decided = true, send_to_uploader(pl, "abort");
+	return r;
+}
+
+static int start_manifest_upload(struct backup_run *run, bool final)
+{
+	int data[2];
+	struct spawn_limits limits;
+	char blob[BLOB_NAME_MAX];
+
+	bson_free(run->manifest_json);
+	run->manifest_json = manifest_encode(run, final);
+	if (run->manifest_json == NULL) {
+		snprintf(run->failure, sizeof(run->failure), "cannot encode the manifest");
+		return -1;
+	}
+	snprintf(blob, sizeof(blob), "%s", run->manifest_blob);
+	pipeline_init(&run->manifest, blob);
+	run->manifest.self_produced = true;
+	run->manifest.buffer = run->manifest_json;
+	run->manifest.buffer_len = strlen(run->manifest_json);
+	run_limits(run, &limits);
+	if (pipe2(data, O_CLOEXEC) != 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot create a pipe: %s",
+			 strerror(errno));
+		return -1;
+	}
+	if (start_uploader(run, &run->manifest, data[0], "application/json", &limits) != 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot start %s/upload-blob: %s",
+			 helper_dir(), strerror(errno));
+		close(data[0]);
+		close(data[1]);
+		return -1;
+	}
+	close(data[0]);
+	fd_set_nonblock(data[1], 1);
+	run->manifest.buffer_fd = data[1];
+	return 0;
+}
+
+static int count_running(const struct backup_run *run)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < run->n_jobs; i++)
+		if (run->jobs[i].state == JOB_DATA || run->jobs[i].state == JOB_METADATA)
+			n++;
+	return n;
+}
+
+static void job_fail(struct backup_run *run, struct collection_job *job, const char *why)
+{
+	snprintf(job->error, sizeof(job->error), "%s", why);
+	job->state = JOB_FAILED;
+	job->seconds = monotonic_seconds() - job->started;
+	run->n_failed++;
+	msg_error("collection %s: FAILED after %.1f s: %s; nothing committed for %s",
+		  job->name, job->seconds, why, job->blob);
+}
+
+static void job_succeeded(struct backup_run *run, struct collection_job *job)
+{
+	double mb = (double)job->bson_bytes / 1e6;
+	double ratio = job->bson_bytes ? 100.0 * (double)job->gzip_bytes /
+					 (double)job->bson_bytes : 0.0;
+
+	job->state = JOB_DONE;
+	job->seconds = monotonic_seconds() - job->started;
+	run->n_ok++;
+	msg_info("collection %s: ok, %llu documents, %llu BSON bytes, %llu gzip bytes "
+		 "(%.1f%%), %.1f s, %.1f MB/s, blob %s", job->name,
+		 (unsigned long long)job->documents, (unsigned long long)job->bson_bytes,
+		 (unsigned long long)job->gzip_bytes, ratio, job->seconds,
+		 job->seconds > 0 ? mb / job->seconds : 0.0, job->blob);
+}
+
+/* Only MongoDB trouble is worth another attempt within the run; a missing
+ * collection or a refused credential will not fix itself in seconds. */
+static bool export_retryable(const struct pipeline *pl)
+{
+	return strcmp(pl->producer.error_class, ERR_CLASS_MONGO) == 0;
+}
+
+static void job_pipeline_over(struct backup_run *run, struct collection_job *job)
+{
+	struct pipeline *pl = &job->pl;
+	char why[600];
+
+	if (!pipeline_succeeded(pl)) {
+		pipeline_failure(pl, "export-collection", why, sizeof(why));
+		if (!run->cancelled && export_retryable(pl) &&
+		    job->attempts <= run->cfg->export_retries) {
+			int delay = EXPORT_RETRY_BASE_SECONDS << (job->attempts - 1);
+			msg_warn("collection %s: attempt %d failed: %s; retrying in %d s",
+				 job->name, job->attempts, why, delay);
+			job->state = JOB_QUEUED;
+			job->not_before = time(NULL) + delay;
+			return;
+		}
+		job_fail(run, job, why);
+		return;
+	}
+	if (job->state == JOB_DATA) {
+		job->documents = pl->producer.documents;
+		job->bson_bytes = pl->producer.bson_bytes;
+		job->gzip_bytes = pl->uploaded_bytes;
+		snprintf(job->md5, sizeof(job->md5), "%s", pl->md5);
+		snprintf(job->sha256, sizeof(job->sha256), "%s", pl->sha256);
+		char err[256];
+		pipeline_init(pl, job->metadata_blob);
+		job->state = JOB_METADATA;
+		if (start_export_pipeline(run, pl, job->name, true, err, sizeof(err)) != 0) {
+			/* No children were left running that need waiting for, except
+			 * possibly the uploader, which was told to abort. */
+			snprintf(pl->producer.error, sizeof(pl->producer.error), "%s", err);
+			snprintf(pl->producer.error_class, sizeof(pl->producer.error_class),
+				 "%s", ERR_CLASS_LOCAL);
+			if (pipeline_done(pl))
+				job_fail(run, job, err);
+		}
+		return;
+	}
+	job_succeeded(run, job);
+}
+
+static void start_jobs(struct backup_run *run)
+{
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < run->n_jobs && count_running(run) < run->cfg->parallel; i++) {
+		struct collection_job *job = &run->jobs[i];
+		char err[256];
+
+		if (job->state != JOB_QUEUED || job->not_before > now)
+			continue;
+		job->attempts++;
+		if (job->attempts == 1)
+			job->started = monotonic_seconds();
+		pipeline_init(&job->pl, job->blob);
+		job->state = JOB_DATA;
+		msg_debug("collection %s: starting export to %s (attempt %d)", job->name,
+			  job->blob, job->attempts);
+		if (start_export_pipeline(run, &job->pl, job->name, false, err, sizeof(err)) != 0) {
+			snprintf(job->pl.producer.error, sizeof(job->pl.producer.error), "%s", err);
+			snprintf(job->pl.producer.error_class,
+				 sizeof(job->pl.producer.error_class), "%s", ERR_CLASS_LOCAL);
+			if (pipeline_done(&job->pl))
+				job_fail(run, job, err);
+		}
+	}
+}
+
+static bool jobs_all_over(const struct backup_run *run)
+{
+	for (size_t i = 0; i < run->n_jobs; i++)
+		if (run->jobs[i].state != JOB_DONE && run->jobs[i].state != JOB_FAILED)
+			return false;
+	return true;
+}
+
+static void log_run_result(struct backup_run *run)
+{
+	double seconds = monotonic_seconds() - run->start_mono;
+
+	if (run->manifest_failed || run->failure[0]) {
+		msg_error("run %s: FAILED after %.1f s: %s (%d of %zu collections backed up)",
+			  run->run_id, seconds, run->failure, run->n_ok, run->n_jobs);
+	} else if (run->n_failed > 0) {
+		char names[400] = "";
+		size_t used = 0;
+		for (size_t i = 0; i < run->n_jobs && used < sizeof(names) - 1; i++) {
+			if (run->jobs[i].state != JOB_FAILED)
+				continue;
+			int n = snprintf(names + used, sizeof(names) - used, "%s%s",
+					 used ? ", " : "", run->jobs[i].name);
+			if (n > 0)
+				used += (size_t)n;
+		}
+		msg_error("run %s: PARTIAL after %.1f s: %d of %zu collections failed (%s); "
+			  "set %s is marked incomplete", run->run_id, seconds, run->n_failed,
+			  run->n_jobs, names, run->set_folder);
+	} else {
+		msg_info("run %s: complete after %.1f s: %zu collections, set %s",
+			 run->run_id, seconds, run->n_jobs, run->set_folder);
+	}
+}
+
+static void finish_run(struct backup_run *run)
+{
+	run->phase = RUN_FINISHED;
+	log_run_result(run);
+}
+
+void backup_run_step(struct backup_run *run)
+{
+	double now = monotonic_seconds();
+
+	if (run->phase == RUN_FINISHED)
+		return;
+	if (!run->cancelled && run->deadline > 0 && time(NULL) >= run->deadline) {
+		run->timed_out = true;
+		backup_run_cancel(run, "the run exceeded [limits] run_timeout");
+	}
+	if (run->cancelled && !run->killed && now >= run->kill_at) {
+		run->killed = true;
+		if (run->pgid > 0)
+			kill(-run->pgid, SIGKILL);
+		for (size_t i = 0; i < run->n_jobs; i++) {
+			struct pipeline *pl = &run->jobs[i].pl;
+			if (pl->producer.pid > 0)
+				kill(pl->producer.pid, SIGKILL);
+			if (pl->uploader.pid > 0)
+				kill(pl->uploader.pid, SIGKILL);
+		}
+		if (run->manifest.uploader.pid > 0)
+			kill(run->manifest.uploader.pid, SIGKILL);
+	}
+
+	switch (run->phase) {
+	case RUN_MANIFEST_START:
+		pipeline_decide(&run->manifest);
+		if (!pipeline_done(&run->manifest))
+			return;
+		if (!pipeline_succeeded(&run->manifest)) {
+			char why[600];
+			pipeline_failure(&run->manifest, "the supervisor", why, sizeof(why));
+			snprintf(run->failure, sizeof(run->failure),
+				 "could not write %s, so no collection was exported: %s",
+				 run->manifest_blob, why);
+			run->manifest_failed = true;
+			for (size_t i = 0; i < run->n_jobs; i++) {
+				run->jobs[i].state = JOB_FAILED;
+				snprintf(run->jobs[i].error, sizeof(run->jobs[i].error),
+					 "not attempted: the storage is unusable");
+			}
+			run->n_failed = (int)run->n_jobs;
+			run->finish_wall = wall_seconds();
+			finish_run(run);
+			return;
+		}
+		run->phase = RUN_COLLECTIONS;
+		/* fall through */
+	case RUN_COLLECTIONS:
+		if (run->cancelled) {
+			for (size_t i = 0; i < run->n_jobs; i++)
+				if (run->jobs[i].state == JOB_QUEUED)
+					job_fail(run, &run->jobs[i], run->failure);
+		} else {
+			start_jobs(run);
+		}
+		if (!jobs_all_over(run))
+			return;
+		run->finish_wall = wall_seconds();
+		if (run->cancelled && run->n_ok == 0) {
+			/* Nothing new to record; the incomplete manifest stays. */
+			finish_run(run);
+			return;
+		}
+		if (start_manifest_upload(run, true) != 0) {
+			run->manifest_failed = true;
+			finish_run(run);
+			return;
+		}
+		run->phase = RUN_MANIFEST_END;
+		return;
+	case RUN_MANIFEST_END:
+		pipeline_decide(&run->manifest);
+		if (!pipeline_done(&run->manifest))
+			return;
+		if (!pipeline_succeeded(&run->manifest)) {
+			char why[600];
+			pipeline_failure(&run->manifest, "the supervisor", why, sizeof(why));
+			snprintf(run->failure, sizeof(run->failure),
+				 "could not write the final %s: %s", run->manifest_blob, why);
+			run->manifest_failed = true;
+		}
+		finish_run(run);
+		return;
+	case RUN_FINISHED:
+		return;
+	}
+}
+
+static void side_record(struct pipeline *pl, struct side *s, bool is_uploader,
+			const struct status_record *rec)
+{
+	if (strcmp(rec->kind, "estimate") == 0 || strcmp(rec->kind, "progress") == 0) {
+		if (!is_uploader) {
+			s->documents = status_get_u64(rec, "documents", s->documents);
+			s->bson_bytes = status_get_u64(rec, "bson_bytes", s->bson_bytes);
+			s->gzip_bytes = status_get_u64(rec, "gzip_bytes", s->gzip_bytes);
+		}
+		return;
+	}
+	if (is_uploader && strcmp(rec->kind, "staged") == 0) {
+		pl->staged = true;
+		pl->staged_bytes = status_get_u64(rec, "bytes", 0);
+		return;
+	}
+}
+
+/* "result ok k=v" / "result error k=v": the second word is the outcome. */
+static void side_result(struct pipeline *pl, struct side *s, bool is_uploader,
+			const char *msg, size_t len)
+{
+	struct status_record rec;
+	char copy[STATUS_MSG_MAX + 1];
+	bool ok;
+
+	if (len > STATUS_MSG_MAX)
+		len = STATUS_MSG_MAX;
+	memcpy(copy, msg, len);
+	copy[len] = '\0';
+	ok = strncmp(copy, "result ok", 9) == 0 && (copy[9] == ' ' || copy[9] == '\0');
+	const char *rest = copy + (ok ? 9 : strncmp(copy, "result error", 12) == 0 ? 12 : 6);
+	char rebuilt[STATUS_MSG_MAX + 8];
+	snprintf(rebuilt, sizeof(rebuilt), "result%s", rest);
+	if (status_parse(rebuilt, strlen(rebuilt), &rec) != 0) {
+		msg_warn("%s: malformed result record from a child", pl->blob);
+		return;
+	}
+	if (ok) {
+		s->result_ok = true;
+		if (is_uploader) {
+			const char *md5 = status_get(&rec, "md5");
+			const char *sha = status_get(&rec, "sha256");
+			snprintf(pl->md5, sizeof(pl->md5), "%s", md5 ? md5 : "");
+			snprintf(pl->sha256, sizeof(pl->sha256), "%s", sha ? sha : "");
+			pl->uploaded_bytes = status_get_u64(&rec, "bytes", 0);
+		} else {
+			s->documents = status_get_u64(&rec, "documents", 0);
+			s->bson_bytes = status_get_u64(&rec, "bson_bytes", 0);
+			s->gzip_bytes = status_get_u64(&rec, "gzip_bytes", 0);
+		}
+		return;
+	}
+	const char *class = status_get(&rec, "class");
+	const char *message = status_get(&rec, "message");
+	snprintf(s->error_class, sizeof(s->error_class), "%s", class ? class : "local");
+	snprintf(s->error, sizeof(s->error), "%s", message ? message : "unspecified error");
+}
+
+static void side_read(struct pipeline *pl, struct side *s, bool is_uploader)
+{
+	char msg[STATUS_MSG_MAX + 1];
+
+	for (;;) {
+		ssize_t n = recv(s->status_fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			/* EOF (or a broken socket): the child is gone or going. */
+			close(s->status_fd);
+			s->status_fd = -1;
+			return;
+		}
+		if (strncmp(msg, "result", 6) == 0 && (msg[6] == ' ' || n == 6)) {
+			side_result(pl, s, is_uploader, msg, (size_t)n);
+			continue;
+		}
+		struct status_record rec;
+		if (status_parse(msg, (size_t)n, &rec) != 0) {
+			msg_warn("%s: malformed status record from a child", pl->blob);
+			continue;
+		}
+		side_record(pl, s, is_uploader, &rec);
+	}
+}
+
+static void pipeline_write_buffer(struct pipeline *pl)
+{
+	while (pl->buffer_off < pl->buffer_len) {
+		ssize_t n = write(pl->buffer_fd, pl->buffer + pl->buffer_off,
+				  pl->buffer_len - pl->buffer_off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) {
+			/* EPIPE: the uploader died; its exit tells the story. */
+			break;
+		}
+		pl->buffer_off += (size_t)n;
+	}
+	close(pl->buffer_fd);
+	pl->buffer_fd = -1;
+}
+
+static size_t pipeline_pollfds(struct pipeline *pl, struct pollfd *fds, size_t max)
+{
+	size_t n = 0;
+
+	if (pl->producer.status_fd >= 0 && n < max)
+		fds[n++] = (struct pollfd){ .fd = pl->producer.status_fd, .events = POLLIN };
+	if (pl->uploader.status_fd >= 0 && n < max)
+		fds[n++] = (struct pollfd){ .fd = pl->uploader.status_fd, .events = POLLIN };
+	if (pl->buffer_fd >= 0 && n < max)
+		fds[n++] = (struct pollfd){ .fd = pl->buffer_fd, .events = POLLOUT };
+	return n;
+}
+
+size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max)
+{
+	size_t n = pipeline_pollfds(&run->manifest, fds, max);
+
+	for (size_t i = 0; i < run->n_jobs; i++)
+		n += pipeline_pollfds(&run->jobs[i].pl, fds + n, max - n);
+	return n;
+}
+
+static void pipeline_handle(struct pipeline *pl, const struct pollfd *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (fds[i].revents == 0)
+			continue;
+		if (fds[i].fd == pl->producer.status_fd)
+			side_read(pl, &pl->producer, false);
+		else if (fds[i].fd == pl->uploader.status_fd)
+			side_read(pl, &pl->uploader, true);
+		else if (fds[i].fd == pl->buffer_fd)
+			pipeline_write_buffer(pl);
+	}
+	pipeline_decide(pl);
+}
+
+static void job_check(struct backup_run *run, struct collection_job *job)
+{
+	if ((job->state == JOB_DATA || job->state == JOB_METADATA) && pipeline_done(&job->pl))
+		job_pipeline_over(run, job);
+}
+
+void backup_run_handle_fds(struct backup_run *run, const struct pollfd *fds, size_t n)
+{
+	pipeline_handle(&run->manifest, fds, n);
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		pipeline_handle(&run->jobs[i].pl, fds, n);
+		job_check(run, &run->jobs[i]);
+	}
+}
+
+static bool side_reaped(struct side *s, pid_t pid, int wait_status)
+{
+	if (s->pid != pid || pid <= 0)
+		return false;
+	s->pid = 0;
+	s->exited = true;
+	s->wait_status = wait_status;
+	return true;
+}
+
+static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status)
+{
+	if (side_reaped(&pl->producer, pid, wait_status)) {
+		/* Records sent just before exit are still queued: read them now. */
+		if (pl->producer.status_fd >= 0)
+			side_read(pl, &pl->producer, false);
+	} else if (side_reaped(&pl->uploader, pid, wait_status)) {
+		if (pl->uploader.status_fd >= 0)
+			side_read(pl, &pl->uploader, true);
+	} else {
+		return false;
+	}
+	pipeline_decide(pl);
+	return true;
+}
+
+bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status)
+{
+	if (pipeline_reaped(&run->manifest, pid, wait_status))
+		return true;
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		if (pipeline_reaped(&run->jobs[i].pl, pid, wait_status)) {
+			job_check(run, &run->jobs[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
+int backup_run_timeout_ms(const struct backup_run *run)
+{
+	double wait = -1;
+	time_t now = time(NULL);
+
+	if (run->phase == RUN_FINISHED)
+		return -1;
+	if (run->deadline > 0)
+		wait = (double)(run->deadline - now);
+	if (run->cancelled && !run->killed) {
+		double k = run->kill_at - monotonic_seconds();
+		if (wait < 0 || k < wait)
+			wait = k;
+	}
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		if (run->jobs[i].state != JOB_QUEUED || run->phase != RUN_COLLECTIONS)
+			continue;
+		double w = (double)(run->jobs[i].not_before - now);
+		if (wait < 0 || w < wait)
+			wait = w;
+	}
+	if (wait < 0)
+		return wait == -1 ? -1 : 0;
+	return wait > 3600 ? 3600 * 1000 : (int)(wait * 1000) + 1;
+}
+
+bool backup_run_finished(const struct backup_run *run)
+{
+	return run->phase == RUN_FINISHED;
+}
+
+static void signal_side(const struct side *s, int sig)
+{
+	if (s->pid > 0)
+		kill(s->pid, sig);
+}
+
+void backup_run_cancel(struct backup_run *run, const char *why)
+{
+	if (run->cancelled || run->phase == RUN_FINISHED)
+		return;
+	run->cancelled = true;
+	run->kill_at = monotonic_seconds() + KILL_GRACE_SECONDS;
+	snprintf(run->failure, sizeof(run->failure), "%s", why);
+	msg_warn("run %s: cancelling: %s", run->run_id, why);
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct pipeline *pl = &run->jobs[i].pl;
+		if (run->jobs[i].state != JOB_DATA && run->jobs[i].state != JOB_METADATA)
+			continue;
+		/* Abort first, so an uploader that already staged never commits. */
+		if (!pl->decided || pl->committed) {
+			if (!pl->committed) {
+				pl->decided = true;
+				send_to_uploader(pl, "abort");
+			}
+		}
+		signal_side(&pl->producer, SIGTERM);
+		if (!pl->committed)
+			signal_side(&pl->uploader, SIGTERM);
+	}
+	if (run->phase == RUN_MANIFEST_START) {
+		run->manifest.decided = true;
+		send_to_uploader(&run->manifest, "abort");
+		signal_side(&run->manifest.uploader, SIGTERM);
+	}
+}
+
+int backup_run_exit_code(const struct backup_run *run)
+{
+	if (run->manifest_failed || run->cancelled || run->n_failed > 0 ||
+	    run->n_ok != (int)run->n_jobs)
+		return 1;
+	return 0;
+}
+
+int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
+		     char *const *collections, size_t n_collections)
+{
+	struct tm tm;
+
+	memset(run, 0, sizeof(*run));
+	run->cfg = cfg;
+	run->pgid = 0;
+	run->start = time(NULL);
+	run->start_mono = monotonic_seconds();
+	run->deadline = run->start + cfg->run_timeout;
+	pipeline_init(&run->manifest, "");
+	gmtime_r(&run->start, &tm);
+	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
+		 "-%ld", (long)getpid());
+	if (realpath(cfg->path, run->config_path) == NULL) {
+		snprintf(run->failure, sizeof(run->failure), "%s: %s", cfg->path,
+			 strerror(errno));
+		return -1;
+	}
+	if (collections == NULL) {
+		collections = cfg->collections;
+		n_collections = cfg->n_collections;
+	}
+	run->jobs = calloc(n_collections ? n_collections : 1, sizeof(*run->jobs));
+	if (run->jobs == NULL)
+		return -1;
+	for (size_t i = 0; i < n_collections; i++) {
+		struct collection_job *job = &run->jobs[i];
+		job->name = strdup(collections[i]);
+		if (job->name == NULL)
+			return -1;
+		run->n_jobs++;
+		if (path_template_render(cfg->blob_path, job->name, run->start, job->blob,
+					 sizeof(job->blob)) != 0 ||
+		    path_metadata_name(job->blob, job->metadata_blob,
+				       sizeof(job->metadata_blob)) != 0) {
+			snprintf(run->failure, sizeof(run->failure),
+				 "blob name for collection '%s' is too long", job->name);
+			return -1;
+		}
+		pipeline_init(&job->pl, job->blob);
+		job->estimate = -1;
+	}
+	if (n_collections == 0) {
+		snprintf(run->failure, sizeof(run->failure), "no collections to back up");
+		return -1;
+	}
+	path_set_folder(run->jobs[0].blob, run->set_folder, sizeof(run->set_folder));
+	snprintf(run->manifest_blob, sizeof(run->manifest_blob), "%s%s", run->set_folder,
+		 MANIFEST_NAME);
+	msg_info("run %s: starting: %zu collections of database %s into container %s, "
+		 "set %s", run->run_id, run->n_jobs, cfg->database, cfg->container,
+		 run->set_folder);
+	run->phase = RUN_MANIFEST_START;
+	if (start_manifest_upload(run, false) != 0) {
+		run->manifest_failed = true;
+		finish_run(run);
+		return -1;
+	}
+	return 0;
+}
+
+void backup_run_free(struct backup_run *run)
+{
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct pipeline *pl = &run->jobs[i].pl;
+		if (pl->producer.status_fd >= 0)
+			close(pl->producer.status_fd);
+		if (pl->uploader.status_fd >= 0)
+			close(pl->uploader.status_fd);
+		free(run->jobs[i].name);
+	}
+	if (run->manifest.uploader.status_fd >= 0)
+		close(run->manifest.uploader.status_fd);
+	if (run->manifest.buffer_fd >= 0)
+		close(run->manifest.buffer_fd);
+	free(run->jobs);
+	bson_free(run->manifest_json);
+	memset(run, 0, sizeof(*run));
+}

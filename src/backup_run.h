@@ -1,0 +1,122 @@
+/* backup_run.h - one backup run: every configured collection exported by
+ * export-collection and uploaded by upload-blob, then the set's manifest.
+ *
+ * The run is driven by the caller's event loop: it hands out the fds it
+ * wants polled and a deadline, and is told about readable fds, child exits
+ * and the passing of time.  It never blocks and never touches the network
+ * itself; the helper programs do.
+ */
+#ifndef MAB_BACKUP_RUN_H
+#define MAB_BACKUP_RUN_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "mab_config.h"
+#include "path_template.h"
+
+enum job_state { JOB_QUEUED, JOB_DATA, JOB_METADATA, JOB_DONE, JOB_FAILED };
+
+/* One end of a pipeline: a child process and its status socket. */
+struct side {
+	pid_t pid;                /* 0 once reaped (or never started) */
+	int status_fd;            /* -1 once at EOF */
+	bool started;
+	bool exited;
+	int wait_status;
+	bool result_ok;           /* sent "result ok" */
+	char error_class[16];
+	char error[512];
+	uint64_t documents, bson_bytes, gzip_bytes;
+};
+
+/* A producer (export-collection, or the supervisor's own buffer for the
+ * manifest) piped into upload-blob. */
+struct pipeline {
+	char blob[BLOB_NAME_MAX];
+	struct side producer;
+	struct side uploader;
+	/* the supervisor as producer: */
+	const char *buffer;
+	size_t buffer_len, buffer_off;
+	int buffer_fd;
+	bool self_produced;
+	/* upload-blob's two-phase commit */
+	bool staged;
+	uint64_t staged_bytes;
+	bool decided;
+	bool committed;
+	char md5[32];
+	char sha256[72];
+	uint64_t uploaded_bytes;
+};
+
+struct collection_job {
+	char *name;
+	char blob[BLOB_NAME_MAX];
+	char metadata_blob[BLOB_NAME_MAX];
+	enum job_state state;
+	int attempts;
+	time_t not_before;
+	struct pipeline pl;
+	/* progress and results */
+	int64_t estimate;
+	uint64_t documents, bson_bytes, gzip_bytes;
+	char md5[32];
+	char sha256[72];
+	double started, seconds;
+	char error[600];
+};
+
+enum run_phase { RUN_MANIFEST_START, RUN_COLLECTIONS, RUN_MANIFEST_END, RUN_FINISHED };
+
+struct backup_run {
+	const struct mab_config *cfg;
+	char config_path[4096];
+	char run_id[64];
+	time_t start;
+	double start_mono;
+	double finish_wall;
+	time_t deadline;
+	enum run_phase phase;
+	struct collection_job *jobs;
+	size_t n_jobs;
+	char set_folder[BLOB_NAME_MAX];
+	char manifest_blob[BLOB_NAME_MAX];
+	struct pipeline manifest;
+	char *manifest_json;
+	pid_t pgid;
+	bool cancelled;
+	bool timed_out;
+	double kill_at;           /* monotonic time to escalate to SIGKILL */
+	bool killed;
+	bool manifest_failed;
+	char failure[600];        /* why the run as a whole failed */
+	int n_ok, n_failed;
+};
+
+/* Prepares a run over the given collection names (NULL: the config's list). */
+int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
+		     char *const *collections, size_t n_collections);
+/* Fills up to max pollfds; returns how many. */
+size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max);
+/* Milliseconds until the run wants to be woken without an event (-1: never). */
+int backup_run_timeout_ms(const struct backup_run *run);
+void backup_run_handle_fds(struct backup_run *run, const struct pollfd *fds, size_t n);
+/* true if pid belonged to this run. */
+bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status);
+/* Starts what can start, checks timeouts; call after every event. */
+void backup_run_step(struct backup_run *run);
+bool backup_run_finished(const struct backup_run *run);
+/* TERM to every child now, KILL after a grace period; nothing is committed. */
+void backup_run_cancel(struct backup_run *run, const char *why);
+/* 0 all collections and the manifest committed, 1 otherwise. */
+int backup_run_exit_code(const struct backup_run *run);
+void backup_run_free(struct backup_run *run);
+
+double monotonic_seconds(void);
+
+#endif

@@ -1,0 +1,765 @@
+/* mab_config.c - read mongo-azure-backup.conf.
+ *
+ * All keys live in one table with their type, bounds and default text; the
+ * defaults go through the same parsers as the file, so a default can never be
+ * a value the file would reject.  inih does the tokenising.  Its Debian build
+ * truncates lines at 199 characters, so our line reader notices longer lines
+ * and reports them instead of silently using half a value; long values
+ * (SAS connection strings) can be continued on indented lines.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mab_config.h"
+#include "path_template.h"
+#include "xio.h"
+
+#ifndef RUNSTATEDIR
+#define RUNSTATEDIR "/run"
+#endif
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+
+enum key_type {
+	KEY_STRING,      /* free text, may be empty */
+	KEY_NAME,        /* non-empty text */
+	KEY_INT,
+	KEY_BOOL,
+	KEY_SIZE,        /* 8M */
+	KEY_DURATION,    /* 6h */
+	KEY_COLLECTIONS, /* list or * */
+	KEY_LOG_LEVEL,
+	KEY_LOG_TARGET,
+	KEY_CATCH_UP,    /* yes / no / auto */
+};
+
+struct key_spec {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	long long min, max;
+	const char *dflt;
+	bool joins_without_separator; /* continuation lines glue directly */
+};
+
+#define F(field) offsetof(struct mab_config, field)
+
+static const struct key_spec key_table[] = {
+	{ "schedule", "cron", KEY_NAME, F(cron), 0, 0, "0 3 * * *", false },
+	{ "schedule", "timezone", KEY_NAME, F(timezone), 0, 0, "UTC", false },
+	{ "schedule", "catch_up", KEY_CATCH_UP, F(catch_up), 0, 0, "auto", false },
+
+	{ "mongodb", "uri", KEY_STRING, F(mongo_uri), 0, 0, "", true },
+	{ "mongodb", "uri_file", KEY_STRING, F(mongo_uri_file), 0, 0, "", false },
+	{ "mongodb", "database", KEY_NAME, F(database), 0, 0, "tralivali", false },
+	{ "mongodb", "collections", KEY_COLLECTIONS, 0, 0, 0,
+	  "users, conversations, messages, invites, files", false },
+
+	{ "azure", "connection_string", KEY_STRING, F(connection_string), 0, 0, "", true },
+	{ "azure", "connection_string_file", KEY_STRING, F(connection_string_file), 0, 0, "", false },
+	{ "azure", "container", KEY_NAME, F(container), 0, 0, "backups", false },
+	{ "azure", "blob_path", KEY_NAME, F(blob_path), 0, 0,
+	  "backups/{date}/tralivali_{collection}.bson.gz", true },
+	{ "azure", "block_size", KEY_SIZE, F(block_size), 1 << 20, 4000LL << 20, "8M", false },
+	{ "azure", "upload_concurrency", KEY_INT, F(upload_concurrency), 1, 64, "4", false },
+	{ "azure", "create_container", KEY_BOOL, F(create_container), 0, 0, "yes", false },
+	{ "azure", "max_retries", KEY_INT, F(max_retries), 0, 20, "5", false },
+
+	{ "retention", "days", KEY_INT, F(retention_days), 1, 36500, "30", false },
+	{ "retention", "keep_min", KEY_INT, F(keep_min), 1, 10000, "3", false },
+
+	{ "breaker", "failure_threshold", KEY_INT, F(failure_threshold), 1, 1000, "5", false },
+	{ "breaker", "open_seconds", KEY_INT, F(open_seconds), 1, 86400, "30", false },
+
+	/* parallel 0 means "one per CPU", resolved after parsing. */
+	{ "limits", "parallel", KEY_INT, F(parallel), 0, 256, "0", false },
+	{ "limits", "child_memory", KEY_SIZE, F(child_memory), 0, 1LL << 42, "1G", false },
+	{ "limits", "child_cpu", KEY_DURATION, F(child_cpu_seconds), 0, 7 * 86400, "0", false },
+	{ "limits", "open_files", KEY_INT, F(child_open_files), 32, 65536, "256", false },
+	{ "limits", "run_timeout", KEY_DURATION, F(run_timeout), 10, 7 * 86400, "6h", false },
+	{ "limits", "export_retries", KEY_INT, F(export_retries), 0, 100, "2", false },
+
+	{ "compression", "level", KEY_INT, F(compression_level), 1, 9, "6", false },
+
+	{ "control", "socket", KEY_NAME, F(control_socket), 0, 0,
+	  RUNSTATEDIR "/mongo-azure-backup/control.sock", false },
+	{ "control", "group", KEY_STRING, F(control_group), 0, 0, "", false },
+
+	{ "state", "dir", KEY_NAME, F(state_dir), 0, 0,
+	  LOCALSTATEDIR "/lib/mongo-azure-backup", false },
+
+	{ "daemon", "pid_file", KEY_NAME, F(pid_file), 0, 0,
+	  RUNSTATEDIR "/mongo-azure-backup/mongo-azure-backupd.pid", false },
+	{ "daemon", "user", KEY_STRING, F(user), 0, 0, "", false },
+
+	{ "log", "level", KEY_LOG_LEVEL, F(log_level), 0, 0, "info", false },
+	{ "log", "target", KEY_LOG_TARGET, F(log_target), 0, 0, "auto", false },
+
+	{ "notify", "on_success", KEY_STRING, F(on_success), 0, 0, "", false },
+	{ "notify", "on_failure", KEY_STRING, F(on_failure), 0, 0, "", false },
+	{ "notify", "timeout", KEY_DURATION, F(hook_timeout), 1, 86400, "60s", false },
+
+	{ "metrics", "textfile", KEY_STRING, F(metrics_textfile), 0, 0, "", false },
+
+	{ "verify", "after_backup", KEY_BOOL, F(verify_after_backup), 0, 0, "no", false },
+};
+
+#define N_KEYS (sizeof(key_table) / sizeof(key_table[0]))
+
+struct parse_state {
+	struct mab_config *cfg;
+	const char *path;
+	config_report_fn report;
+	void *ctx;
+	int problems;
+	FILE *fp;
+	int line;                /* line number of the line inih is handling */
+	bool line_continues;     /* that line started with whitespace */
+	bool seen[N_KEYS];
+	int seen_line[N_KEYS];
+	char last_section[64];
+};
+
+static void report(struct parse_state *ps, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void report(struct parse_state *ps, int line, const char *fmt, ...)
+{
+	char text[1024];
+	char msg[1400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	snprintf(msg, sizeof(msg), "%s:%d: %s", ps->path, line, text);
+	ps->problems++;
+	if (ps->report != NULL)
+		ps->report(ps->ctx, msg);
+}
+
+int config_parse_size(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+	uint64_t mult = 1;
+
+	while (isspace((unsigned char)*text))
+		text++;
+	if (!isdigit((unsigned char)*text))
+		return -1;
+	errno = 0;
+	n = strtoull(text, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case '\0': break;
+	case 'K': mult = 1ULL << 10; end++; break;
+	case 'M': mult = 1ULL << 20; end++; break;
+	case 'G': mult = 1ULL << 30; end++; break;
+	case 'T': mult = 1ULL << 40; end++; break;
+	default: return -1;
+	}
+	if (mult > 1 && (*end == 'i' || *end == 'I'))
+		end++;
+	if (mult > 1 && (*end == 'b' || *end == 'B'))
+		end++;
+	if (*end != '\0' || (n != 0 && n > UINT64_MAX / mult))
+		return -1;
+	*out = (uint64_t)n * mult;
+	return 0;
+}
+
+int config_parse_duration(const char *text, int *out)
+{
+	char *end;
+	long long n;
+	long long mult = 1;
+
+	while (isspace((unsigned char)*text))
+		text++;
+	if (!isdigit((unsigned char)*text))
+		return -1;
+	errno = 0;
+	n = strtoll(text, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (*end) {
+	case '\0': break;
+	case 's': end++; break;
+	case 'm': mult = 60; end++; break;
+	case 'h': mult = 3600; end++; break;
+	case 'd': mult = 86400; end++; break;
+	default: return -1;
+	}
+	if (*end != '\0' || n > INT_MAX / mult)
+		return -1;
+	*out = (int)(n * mult);
+	return 0;
+}
+
+static int parse_bool(const char *text, bool *out)
+{
+	static const char *yes[] = { "yes", "true", "on", "1" };
+	static const char *no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(text, yes[i]) == 0) { *out = true; return 0; }
+		if (strcasecmp(text, no[i]) == 0) { *out = false; return 0; }
+	}
+	return -1;
+}
+
+static char *trim_copy(const char *start, size_t len)
+{
+	while (len > 0 && isspace((unsigned char)*start)) {
+		start++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)start[len - 1]))
+		len--;
+	return strndup(start, len);
+}
+
+static void free_collections(struct mab_config *cfg)
+{
+	if (cfg->collections != NULL)
+		for (size_t i = 0; i < cfg->n_collections; i++)
+			free(cfg->collections[i]);
+	free(cfg->collections);
+	cfg->collections = NULL;
+	cfg->n_collections = 0;
+	cfg->all_collections = false;
+}
+
+/* MongoDB forbids '$' and NUL in collection names and "system." is internal. */
+static const char *collection_name_problem(const char *name)
+{
+	if (*name == '\0')
+		return "empty collection name";
+	if (strchr(name, '$') != NULL)
+		return "collection names cannot contain '$'";
+	if (strncmp(name, "system.", 7) == 0)
+		return "system collections are not backed up";
+	if (strlen(name) > 255)
+		return "collection name longer than 255 bytes";
+	return NULL;
+}
+
+static int set_collections(struct parse_state *ps, int line, const char *value)
+{
+	struct mab_config *cfg = ps->cfg;
+	const char *p = value;
+	int r = -1;
+
+	free_collections(cfg);
+	if (strcmp(value, "*") == 0) {
+		cfg->all_collections = true;
+		cfg->collections = calloc(1, sizeof(char *));
+		return cfg->collections == NULL ? -1 : 0;
+	}
+	size_t cap = 1;
+	for (const char *q = value; *q != '\0'; q++)
+		if (*q == ',')
+			cap++;
+	cfg->collections = calloc(cap + 1, sizeof(char *));
+	if (cfg->collections == NULL)
+		goto out;
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		char *name = trim_copy(p, len);
+		if (name == NULL)
+			goto out;
+		const char *problem = collection_name_problem(name);
+		if (problem != NULL) {
+			report(ps, line, "collections: %s%s%s", problem,
+			       *name ? ": " : "", name);
+			free(name);
+			goto out;
+		}
+		for (size_t i = 0; i < cfg->n_collections; i++) {
+			if (strcmp(cfg->collections[i], name) == 0) {
+				report(ps, line, "collections: '%s' is listed twice", name);
+				free(name);
+				goto out;
+			}
+		}
+		cfg->collections[cfg->n_collections++] = name;
+		if (p[len] == '\0')
+			break;
+		p += len + 1;
+	}
+	r = 0;
+out:
+	if (r != 0)
+		free_collections(cfg);
+	return r;
+}
+
+/* Parses value into the field of spec; reports and returns -1 when invalid. */
+static int apply_value(struct parse_state *ps, const struct key_spec *spec,
+		       int line, const char *value)
+{
+	char *base = (char *)ps->cfg;
+	uint64_t size;
+	int n;
+	bool b;
+
+	switch (spec->type) {
+	case KEY_NAME:
+		if (*value == '\0') {
+			report(ps, line, "%s: a value is required", spec->name);
+			return -1;
+		}
+		/* fall through */
+	case KEY_STRING: {
+		char *copy = strdup(value);
+		char **field = (char **)(base + spec->offset);
+		if (copy == NULL) {
+			report(ps, line, "out of memory");
+			return -1;
+		}
+		free(*field);
+		*field = copy;
+		return 0;
+	}
+	case KEY_INT: {
+		char *end;
+		long long v;
+		errno = 0;
+		v = strtoll(value, &end, 10);
+		if (*value == '\0' || *end != '\0' || errno != 0 ||
+		    v < spec->min || v > spec->max) {
+			report(ps, line, "%s: '%s' is not a whole number from %lld to %lld",
+			       spec->name, value, spec->min, spec->max);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = (int)v;
+		return 0;
+	}
+	case KEY_BOOL:
+		if (parse_bool(value, &b) != 0) {
+			report(ps, line, "%s: '%s' is not yes or no", spec->name, value);
+			return -1;
+		}
+		*(bool *)(base + spec->offset) = b;
+		return 0;
+	case KEY_SIZE:
+		if (config_parse_size(value, &size) != 0 ||
+		    size < (uint64_t)spec->min || size > (uint64_t)spec->max) {
+			report(ps, line, "%s: '%s' is not a size from %lldK to %lldM "
+			       "(a number with an optional K, M, G or T suffix)",
+			       spec->name, value, spec->min >> 10, spec->max >> 20);
+			return -1;
+		}
+		*(uint64_t *)(base + spec->offset) = size;
+		return 0;
+	case KEY_DURATION:
+		if (config_parse_duration(value, &n) != 0 || n < spec->min || n > spec->max) {
+			report(ps, line, "%s: '%s' is not a duration from %llds to %llds "
+			       "(a number with an optional s, m, h or d suffix)",
+			       spec->name, value, spec->min, spec->max);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = n;
+		return 0;
+	case KEY_COLLECTIONS:
+		return set_collections(ps, line, value);
+	case KEY_LOG_LEVEL:
+		n = log_level_from_name(value);
+		if (n < 0) {
+			report(ps, line, "level: '%s' is not one of error, warning, notice, "
+			       "info, debug", value);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = n;
+		return 0;
+	case KEY_LOG_TARGET:
+		if (strcasecmp(value, "syslog") == 0)
+			n = LOG_TARGET_SYSLOG;
+		else if (strcasecmp(value, "stderr") == 0)
+			n = LOG_TARGET_STDERR;
+		else if (strcasecmp(value, "auto") == 0)
+			n = -1;
+		else {
+			report(ps, line, "target: '%s' is not syslog, stderr or auto", value);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = n;
+		return 0;
+	case KEY_CATCH_UP:
+		if (strcasecmp(value, "auto") == 0)
+			n = -1;
+		else if (parse_bool(value, &b) == 0)
+			n = b;
+		else {
+			report(ps, line, "catch_up: '%s' is not yes, no or auto", value);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = n;
+		return 0;
+	}
+	return -1;
+}
+
+static const struct key_spec *find_key(const char *section, const char *name, size_t *index)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (strcasecmp(key_table[i].section, section) == 0 &&
+		    strcasecmp(key_table[i].name, name) == 0) {
+			*index = i;
+			return &key_table[i];
+		}
+	}
+	return NULL;
+}
+
+static bool section_known(const char *section)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcasecmp(key_table[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+static char *current_text(const struct parse_state *ps, const struct key_spec *spec)
+{
+	const char *base = (const char *)ps->cfg;
+
+	if (spec->type == KEY_STRING || spec->type == KEY_NAME)
+		return *(char *const *)(base + spec->offset);
+	return NULL;
+}
+
+static int config_ini_handler(void *user, const char *section, const char *name,
+		       const char *value)
+{
+	struct parse_state *ps = user;
+	const struct key_spec *spec;
+	size_t index;
+
+	if (!section_known(section)) {
+		/* One report per unknown section, not one per key in it. */
+		if (strcmp(ps->last_section, section) != 0)
+			report(ps, ps->line, "unknown section [%s]", section);
+		snprintf(ps->last_section, sizeof(ps->last_section), "%s", section);
+		return 1;
+	}
+	snprintf(ps->last_section, sizeof(ps->last_section), "%s", section);
+	spec = find_key(section, name, &index);
+	if (spec == NULL) {
+		report(ps, ps->line, "unknown key '%s' in section [%s]", name, section);
+		return 1;
+	}
+
+	if (ps->seen[index] && ps->line_continues) {
+		/* A continuation line: glue onto the value so far. */
+		char *sofar = current_text(ps, spec);
+		char *joined = NULL;
+		if (spec->type == KEY_COLLECTIONS) {
+			report(ps, ps->line, "collections: continue long lists on one line "
+			       "per key is not supported; shorten the line");
+			return 1;
+		}
+		if (sofar == NULL ||
+		    asprintf(&joined, "%s%s%s", sofar,
+			     spec->joins_without_separator ? "" : " ", value) < 0) {
+			report(ps, ps->line, "%s: cannot continue this value on another line",
+			       name);
+			return 1;
+		}
+		apply_value(ps, spec, ps->line, joined);
+		free(joined);
+		return 1;
+	}
+	if (ps->seen[index]) {
+		report(ps, ps->line, "'%s' in [%s] is already set on line %d", name,
+		       section, ps->seen_line[index]);
+		return 1;
+	}
+	ps->seen[index] = true;
+	ps->seen_line[index] = ps->line;
+	apply_value(ps, spec, ps->line, value);
+	return 1;
+}
+
+/* inih's line reader; we count lines and catch lines inih would truncate. */
+static char *config_line_reader(char *str, int num, void *stream)
+{
+	struct parse_state *ps = stream;
+	char *got = fgets(str, num, ps->fp);
+	size_t len;
+
+	if (got == NULL)
+		return NULL;
+	ps->line++;
+	len = strlen(str);
+	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(ps->fp)) {
+		int c;
+		report(ps, ps->line, "line longer than %d characters; continue a long "
+		       "value on the next line, indented", num - 2);
+		while ((c = fgetc(ps->fp)) != EOF && c != '\n')
+			;
+		str[0] = '#';
+		str[1] = '\0';
+	}
+	ps->line_continues = (str[0] == ' ' || str[0] == '\t') &&
+			     str[strspn(str, " \t\r\n")] != '\0';
+	return str;
+}
+
+static int line_of(const struct parse_state *ps, const char *section, const char *name)
+{
+	size_t index;
+
+	if (find_key(section, name, &index) == NULL)
+		return 0;
+	return ps->seen[index] ? ps->seen_line[index] : 0;
+}
+
+/* Azure's container rule: 3-63 of [a-z0-9-], starting with a letter or
+ * digit, no "--", not ending in '-'. */
+static bool container_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len < 3 || len > 63 || name[0] == '-' || name[len - 1] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+		if (c == '-' && name[i + 1] == '-')
+			return false;
+	}
+	return true;
+}
+
+static bool database_name_ok(const char *name)
+{
+	return *name != '\0' && strlen(name) < 64 && strpbrk(name, "/\\. \"$*<>:|?") == NULL;
+}
+
+static bool timezone_known(const char *zone)
+{
+	const char *dir = getenv("TZDIR");
+	char path[PATH_MAX];
+
+	if (strcmp(zone, "UTC") == 0)
+		return true;
+	if (zone[0] == '/' || strstr(zone, "..") != NULL)
+		return false;
+	snprintf(path, sizeof(path), "%s/%s", dir != NULL ? dir : "/usr/share/zoneinfo", zone);
+	return access(path, R_OK) == 0;
+}
+
+static void check_whole(struct parse_state *ps)
+{
+	struct mab_config *cfg = ps->cfg;
+
+	char err[256];
+	if (path_template_check(cfg->blob_path, err, sizeof(err)) != 0)
+		report(ps, line_of(ps, "azure", "blob_path"), "blob_path: %s", err);
+	if (!container_name_ok(cfg->container))
+		report(ps, line_of(ps, "azure", "container"),
+		       "container: '%s' is not a valid container name (3-63 lowercase "
+		       "letters, digits and single hyphens)", cfg->container);
+	if (!database_name_ok(cfg->database))
+		report(ps, line_of(ps, "mongodb", "database"),
+		       "database: '%s' is not a valid database name", cfg->database);
+	if (!cfg->all_collections && cfg->n_collections == 0)
+		report(ps, line_of(ps, "mongodb", "collections"),
+		       "collections: name at least one collection, or *");
+	if (*cfg->connection_string && *cfg->connection_string_file)
+		report(ps, line_of(ps, "azure", "connection_string_file"),
+		       "set connection_string or connection_string_file, not both");
+	if (*cfg->mongo_uri && *cfg->mongo_uri_file)
+		report(ps, line_of(ps, "mongodb", "uri_file"),
+		       "set uri or uri_file, not both");
+	if (!timezone_known(cfg->timezone))
+		report(ps, line_of(ps, "schedule", "timezone"),
+		       "timezone: '%s' is not a time zone known to this system "
+		       "(an IANA name such as Europe/Berlin; is tzdata installed?)",
+		       cfg->timezone);
+	if (cfg->parallel == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->parallel = cpus > 0 ? (int)cpus : 1;
+	}
+}
+
+void config_defaults(struct mab_config *cfg)
+{
+	struct parse_state ps = { .cfg = cfg, .path = "(defaults)" };
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (apply_value(&ps, &key_table[i], 0, key_table[i].dflt) != 0)
+			msg_fatal(70, "internal: default for %s.%s does not parse",
+				  key_table[i].section, key_table[i].name);
+	if (cfg->parallel == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->parallel = cpus > 0 ? (int)cpus : 1;
+	}
+}
+
+int config_load(const char *path, struct mab_config *cfg,
+		config_report_fn report_fn, void *ctx)
+{
+	struct parse_state ps = { .cfg = cfg, .path = path, .report = report_fn, .ctx = ctx };
+	int rc;
+
+	config_defaults(cfg);
+	cfg->parallel = 0;
+	cfg->path = strdup(path);
+	ps.fp = fopen(path, "re");
+	if (ps.fp == NULL) {
+		report(&ps, 0, "cannot open: %s", strerror(errno));
+		return ps.problems;
+	}
+	rc = ini_parse_stream(config_line_reader, &ps, config_ini_handler, &ps);
+	if (ferror(ps.fp))
+		report(&ps, ps.line, "read error: %s", strerror(errno));
+	fclose(ps.fp);
+	if (rc > 0) {
+		/* inih found a line that is neither a section, a key nor a comment. */
+		report(&ps, rc, "syntax error: expected [section] or key = value");
+	} else if (rc < 0) {
+		report(&ps, 0, "cannot parse (out of memory?)");
+	}
+	check_whole(&ps);
+	return ps.problems;
+}
+
+void config_free(struct mab_config *cfg)
+{
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (key_table[i].type == KEY_STRING || key_table[i].type == KEY_NAME) {
+			char **field = (char **)((char *)cfg + key_table[i].offset);
+			free(*field);
+			*field = NULL;
+		}
+	}
+	free_collections(cfg);
+	free(cfg->path);
+	cfg->path = NULL;
+}
+
+/* Reads a secret file, refusing one that others could read: a leaked key
+ * is worse than a failed backup. */
+static char *read_secret_file(const char *path, const char *what, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	int fd = -1;
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s %s: cannot open: %s", what, path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s %s: not a regular file", what, path);
+		goto fail;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, errlen, "%s %s: readable by group or others (mode %03o); "
+			 "run chmod 600 on it", what, path, (unsigned)(st.st_mode & 0777));
+		goto fail;
+	}
+	if (st.st_size > 64 * 1024) {
+		snprintf(err, errlen, "%s %s: larger than 64 KiB", what, path);
+		goto fail;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		snprintf(err, errlen, "%s %s: out of memory", what, path);
+		goto fail;
+	}
+	n = xread_full(fd, buf, (size_t)st.st_size);
+	if (n < 0) {
+		snprintf(err, errlen, "%s %s: read error: %s", what, path, strerror(errno));
+		goto fail;
+	}
+	buf[n] = '\0';
+	/* Trailing newline and whitespace are editor artefacts, not key bytes. */
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		buf[--n] = '\0';
+	if (n == 0) {
+		snprintf(err, errlen, "%s %s: empty", what, path);
+		goto fail;
+	}
+	close(fd);
+	return buf;
+fail:
+	if (buf != NULL) {
+		explicit_bzero(buf, (size_t)st.st_size + 1);
+		free(buf);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static char *secret_from(const char *inline_value, const char *file, const char *env,
+			 const char *what, char *err, size_t errlen)
+{
+	char *out;
+
+	if (*inline_value != '\0') {
+		out = strdup(inline_value);
+		if (out == NULL)
+			snprintf(err, errlen, "%s: out of memory", what);
+		return out;
+	}
+	if (*file != '\0')
+		return read_secret_file(file, what, err, errlen);
+	const char *from_env = getenv(env);
+	if (from_env != NULL && *from_env != '\0') {
+		out = strdup(from_env);
+		if (out == NULL)
+			snprintf(err, errlen, "%s: out of memory", what);
+		return out;
+	}
+	snprintf(err, errlen, "no %s configured (set it in the config file, or %s "
+		 "in the environment)", what, env);
+	return NULL;
+}
+
+char *config_connection_string(const struct mab_config *cfg, char *err, size_t errlen)
+{
+	return secret_from(cfg->connection_string, cfg->connection_string_file,
+			   "AZURE_STORAGE_CONNECTION_STRING", "Azure connection string",
+			   err, errlen);
+}
+
+char *config_mongo_uri(const struct mab_config *cfg, char *err, size_t errlen)
+{
+	char *uri = secret_from(cfg->mongo_uri, cfg->mongo_uri_file, "MONGODB_URI",
+				"MongoDB URI", err, errlen);
+	if (uri == NULL && *cfg->mongo_uri_file == '\0' && getenv("MONGODB_URI") == NULL) {
+		/* No URI anywhere: the local server, as mongodump assumes. */
+		uri = strdup("mongodb://127.0.0.1:27017/");
+	}
+	return uri;
+}

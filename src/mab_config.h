@@ -1,0 +1,112 @@
+/* mab_config.h - the configuration file: one table of every key, its
+ * default and its bounds, parsed with inih.
+ *
+ * Every problem is reported as "FILE:LINE: message" through a callback, so
+ * `mongo-azure-backupd -t` can print all of them and the daemon can refuse a
+ * bad reload while keeping the old configuration.
+ */
+#ifndef MAB_CONFIG_H
+#define MAB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mab_config {
+	char *path;
+
+	/* [schedule] */
+	char *cron;
+	char *timezone;
+	int catch_up;                  /* 1 yes, 0 no, -1 auto */
+
+	/* [mongodb] (uri may hold a password: never log it) */
+	char *mongo_uri;
+	char *mongo_uri_file;
+	char *database;
+	char **collections;            /* NULL-terminated; empty when all */
+	size_t n_collections;
+	bool all_collections;          /* collections = * */
+
+	/* [azure] (connection_string holds the key: never log it) */
+	char *connection_string;
+	char *connection_string_file;
+	char *container;
+	char *blob_path;
+	uint64_t block_size;           /* bytes */
+	int upload_concurrency;
+	bool create_container;
+	int max_retries;               /* per request, transient errors only */
+
+	/* [retention] */
+	int retention_days;
+	int keep_min;
+
+	/* [breaker] */
+	int failure_threshold;
+	int open_seconds;
+
+	/* [limits] */
+	int parallel;
+	uint64_t child_memory;         /* bytes, 0 = unlimited */
+	int child_cpu_seconds;         /* 0 = unlimited */
+	int child_open_files;
+	int run_timeout;               /* seconds */
+	int export_retries;
+
+	/* [compression] */
+	int compression_level;
+
+	/* [control] */
+	char *control_socket;
+	char *control_group;
+
+	/* [state] */
+	char *state_dir;
+
+	/* [daemon] */
+	char *pid_file;
+	char *user;
+
+	/* [log] */
+	int log_level;                 /* syslog priority */
+	int log_target;                /* LOG_TARGET_*, or -1 for auto */
+
+	/* [notify] */
+	char *on_success;
+	char *on_failure;
+	int hook_timeout;
+
+	/* [metrics] */
+	char *metrics_textfile;
+
+	/* [verify] */
+	bool verify_after_backup;
+};
+
+/* Called once per problem with "FILE:LINE: message" (LINE 0: whole file). */
+typedef void (*config_report_fn)(void *ctx, const char *message);
+
+/* Fills cfg with defaults, then the file.  Returns the number of problems
+ * reported (0 = usable).  cfg must be released with config_free() either way. */
+int config_load(const char *path, struct mab_config *cfg,
+		config_report_fn report, void *ctx);
+void config_defaults(struct mab_config *cfg);
+void config_free(struct mab_config *cfg);
+
+/* The connection string, from connection_string or connection_string_file
+ * (refused when group/world readable), or the environment variable
+ * AZURE_STORAGE_CONNECTION_STRING when the config has neither.  Returns a
+ * malloc'd string or NULL with a message (never containing the secret) in err. */
+char *config_connection_string(const struct mab_config *cfg, char *err, size_t errlen);
+/* The MongoDB URI, from uri or uri_file, same rules (env MONGODB_URI). */
+char *config_mongo_uri(const struct mab_config *cfg, char *err, size_t errlen);
+
+/* "8M", "1G", "512k", "1048576" -> bytes; -1 on bad input. */
+int config_parse_size(const char *text, uint64_t *out);
+/* "6h", "90m", "30s", "45" (seconds) -> seconds; -1 on bad input. */
+int config_parse_duration(const char *text, int *out);
+
+#define MAB_DEFAULT_CONFIG SYSCONFDIR "/mongo-azure-backup/mongo-azure-backup.conf"
+
+#endif
