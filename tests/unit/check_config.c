@@ -1,0 +1,310 @@
+/* check_config.c - the configuration file: defaults, every value type, and
+ * that every kind of mistake is reported as FILE:LINE: with a reason. */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mab_config.h"
+#include "unit_suites.h"
+
+struct problems {
+	int n;
+	char text[16][512];
+};
+
+static void collect(void *ctx, const char *message)
+{
+	struct problems *p = ctx;
+
+	if (p->n < 16)
+		snprintf(p->text[p->n], sizeof(p->text[0]), "%s", message);
+	p->n++;
+}
+
+static char conf_path[64];
+
+static void write_conf(const char *text)
+{
+	int fd;
+
+	snprintf(conf_path, sizeof(conf_path), "/tmp/check_config.XXXXXX");
+	fd = mkstemp(conf_path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static int load(const char *text, struct mab_config *cfg, struct problems *p)
+{
+	memset(p, 0, sizeof(*p));
+	write_conf(text);
+	int n = config_load(conf_path, cfg, collect, p);
+	unlink(conf_path);
+	return n;
+}
+
+/* The one problem reported names this file, this line and contains want. */
+static void expect_problem(const char *text, int line, const char *want)
+{
+	struct mab_config cfg;
+	struct problems p;
+	char prefix[96];
+
+	ck_assert_int_ge(load(text, &cfg, &p), 1);
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", conf_path, line);
+	ck_assert_msg(strncmp(p.text[0], prefix, strlen(prefix)) == 0,
+		      "expected prefix '%s' in '%s'", prefix, p.text[0]);
+	ck_assert_msg(strstr(p.text[0], want) != NULL, "expected '%s' in '%s'", want,
+		      p.text[0]);
+	config_free(&cfg);
+}
+
+START_TEST(defaults_are_the_seed_values)
+{
+	struct mab_config cfg;
+	struct problems p;
+
+	ck_assert_int_eq(load("", &cfg, &p), 0);
+	ck_assert_str_eq(cfg.cron, "0 3 * * *");
+	ck_assert_str_eq(cfg.timezone, "UTC");
+	ck_assert_str_eq(cfg.container, "backups");
+	ck_assert_str_eq(cfg.blob_path, "backups/{date}/tralivali_{collection}.bson.gz");
+	ck_assert_str_eq(cfg.database, "tralivali");
+	ck_assert_int_eq(cfg.n_collections, 5);
+	ck_assert_str_eq(cfg.collections[0], "users");
+	ck_assert_str_eq(cfg.collections[4], "files");
+	ck_assert_int_eq(cfg.retention_days, 30);
+	ck_assert_int_eq(cfg.keep_min, 3);
+	ck_assert_int_eq(cfg.failure_threshold, 5);
+	ck_assert_int_eq(cfg.open_seconds, 30);
+	ck_assert_uint_eq(cfg.block_size, 8u << 20);
+	ck_assert_int_eq(cfg.upload_concurrency, 4);
+	ck_assert_int_eq(cfg.compression_level, 6);
+	ck_assert_int_eq(cfg.run_timeout, 6 * 3600);
+	ck_assert_uint_eq(cfg.child_memory, 1ull << 30);
+	ck_assert_int_ge(cfg.parallel, 1);
+	ck_assert_int_eq(cfg.catch_up, -1);
+	ck_assert(cfg.create_container);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(every_type_parses)
+{
+	struct mab_config cfg;
+	struct problems p;
+	const char *text =
+		"# comment\n"
+		"[schedule]\ncron = */5 * * * *\ntimezone = America/New_York\ncatch_up = no\n"
+		"[mongodb]\nuri = mongodb://db1:27017/\ndatabase = app\n"
+		"collections = a, b.c ,d-e\n"
+		"[azure]\nconnection_string = UseDevelopmentStorage=true\ncontainer = my-backups\n"
+		"blob_path = x/{date}/{time}/{collection}.bson.gz\nblock_size = 16MiB\n"
+		"upload_concurrency = 2\ncreate_container = off\nmax_retries = 0\n"
+		"[retention]\ndays = 7\nkeep_min = 1\n"
+		"[limits]\nparallel = 3\nchild_memory = 512M\nrun_timeout = 90m\nchild_cpu = 2h\n"
+		"[compression]\nlevel = 9\n"
+		"[log]\nlevel = debug\ntarget = stderr\n";
+
+	ck_assert_int_eq(load(text, &cfg, &p), 0);
+	ck_assert_str_eq(cfg.cron, "*/5 * * * *");
+	ck_assert_str_eq(cfg.timezone, "America/New_York");
+	ck_assert_int_eq(cfg.catch_up, 0);
+	ck_assert_int_eq(cfg.n_collections, 3);
+	ck_assert_str_eq(cfg.collections[1], "b.c");
+	ck_assert_str_eq(cfg.collections[2], "d-e");
+	ck_assert_ptr_null(cfg.collections[3]);
+	ck_assert_uint_eq(cfg.block_size, 16u << 20);
+	ck_assert(!cfg.create_container);
+	ck_assert_int_eq(cfg.max_retries, 0);
+	ck_assert_int_eq(cfg.parallel, 3);
+	ck_assert_uint_eq(cfg.child_memory, 512u << 20);
+	ck_assert_int_eq(cfg.run_timeout, 5400);
+	ck_assert_int_eq(cfg.child_cpu_seconds, 7200);
+	ck_assert_int_eq(cfg.compression_level, 9);
+	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
+	ck_assert_int_eq(cfg.log_target, LOG_TARGET_STDERR);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(star_means_all_collections)
+{
+	struct mab_config cfg;
+	struct problems p;
+
+	ck_assert_int_eq(load("[mongodb]\ncollections = *\n", &cfg, &p), 0);
+	ck_assert(cfg.all_collections);
+	ck_assert_int_eq(cfg.n_collections, 0);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(long_values_continue_on_indented_lines)
+{
+	struct mab_config cfg;
+	struct problems p;
+	const char *text = "[azure]\nconnection_string = BlobEndpoint=https://a.blob.core.windows.net/;\n"
+			   "    SharedAccessSignature=sv=2021&sig=abc\n";
+
+	ck_assert_int_eq(load(text, &cfg, &p), 0);
+	ck_assert_str_eq(cfg.connection_string,
+			 "BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=2021&sig=abc");
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(errors_name_file_and_line)
+{
+	expect_problem("[azure]\nbogus = 1\n", 2, "unknown key 'bogus' in section [azure]");
+	expect_problem("\n\n[nonsense]\nx = 1\n", 4, "unknown section [nonsense]");
+	expect_problem("[retention]\ndays = -3\n", 2, "days: '-3' is not a whole number from 1 to 36500");
+	expect_problem("[retention]\ndays = 3x\n", 2, "is not a whole number");
+	expect_problem("[azure]\nblock_size = 8Q\n", 2, "block_size: '8Q' is not a size");
+	expect_problem("[azure]\nblock_size = 5000M\n", 2, "block_size");
+	expect_problem("[limits]\nrun_timeout = soon\n", 2, "run_timeout: 'soon' is not a duration");
+	expect_problem("[azure]\ncreate_container = maybe\n", 2, "is not yes or no");
+	expect_problem("[log]\nlevel = loud\n", 2, "level: 'loud' is not one of");
+	expect_problem("[log]\ntarget = printer\n", 2, "target: 'printer'");
+	expect_problem("[schedule]\ncatch_up = later\n", 2, "catch_up: 'later'");
+	expect_problem("[azure]\ncontainer = Bad_Name\n", 2, "not a valid container name");
+	expect_problem("[mongodb]\ndatabase = a.b\n", 2, "not a valid database name");
+	expect_problem("[mongodb]\ncollections = a, a\n", 2, "'a' is listed twice");
+	expect_problem("[mongodb]\ncollections = a, $b\n", 2, "cannot contain '$'");
+	expect_problem("[mongodb]\ncollections = system.users\n", 2, "system collections");
+	expect_problem("[mongodb]\ncollections = a,,b\n", 2, "empty collection name");
+	expect_problem("[azure]\ncontainer =\n", 2, "container: a value is required");
+	expect_problem("[azure]\nblob_path = backups/{collection}.bson.gz\n", 2, "{date}");
+	expect_problem("[azure]\nblob_path = {collection}/{date}/x.bson.gz\n", 2, "{collection}");
+	expect_problem("[azure]\nblob_path = b/{date}/{collection}.tar\n", 2, "must end in .bson.gz");
+	expect_problem("[azure]\nblob_path = b/{date}/{coll}.bson.gz\n", 2, "unknown placeholder");
+	expect_problem("[azure]\nblob_path = b/../{date}/{collection}.bson.gz\n", 2, "'..'");
+	expect_problem("[azure]\ncontainer = abc\ncontainer = def\n", 3, "already set on line 2");
+	expect_problem("[azure]\nconnection_string = x\nconnection_string_file = /f\n", 3, "not both");
+	expect_problem("[schedule]\ntimezone = Mars/Olympus\n", 2, "not a time zone");
+	expect_problem("[azure]\nthis line has no equals sign\n", 2, "syntax error");
+	expect_problem("[compression]\nlevel = 10\n", 2, "level: '10'");
+}
+END_TEST
+
+START_TEST(every_problem_is_reported)
+{
+	struct mab_config cfg;
+	struct problems p;
+
+	ck_assert_int_eq(load("[azure]\nx = 1\ny = 2\n[retention]\ndays = 0\n", &cfg, &p), 3);
+	ck_assert(strstr(p.text[0], ":2: ") != NULL);
+	ck_assert(strstr(p.text[1], ":3: ") != NULL);
+	ck_assert(strstr(p.text[2], ":5: ") != NULL);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(overlong_line_is_refused_not_truncated)
+{
+	char text[600];
+	struct mab_config cfg;
+	struct problems p;
+
+	snprintf(text, sizeof(text), "[azure]\nconnection_string = %0300d\n", 7);
+	ck_assert_int_ge(load(text, &cfg, &p), 1);
+	ck_assert(strstr(p.text[0], ":2: line longer than") != NULL);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+	struct mab_config cfg;
+	struct problems p = { 0 };
+
+	ck_assert_int_eq(config_load("/nonexistent/x.conf", &cfg, collect, &p), 1);
+	ck_assert(strstr(p.text[0], "/nonexistent/x.conf:0: cannot open") != NULL);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(secret_file_must_be_private)
+{
+	struct mab_config cfg;
+	struct problems p;
+	char secret_path[] = "/tmp/check_secret.XXXXXX";
+	char text[256], err[512];
+	const char *key = "AccountKey=c2VjcmV0";
+	int fd = mkstemp(secret_path);
+	char *got;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, key, strlen(key)), (ssize_t)strlen(key));
+	ck_assert_int_eq(write(fd, "\n", 1), 1);
+	close(fd);
+	snprintf(text, sizeof(text), "[azure]\nconnection_string_file = %s\n", secret_path);
+	ck_assert_int_eq(load(text, &cfg, &p), 0);
+
+	ck_assert_int_eq(chmod(secret_path, 0600), 0);
+	got = config_connection_string(&cfg, err, sizeof(err));
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, key);
+	free(got);
+
+	ck_assert_int_eq(chmod(secret_path, 0640), 0);
+	got = config_connection_string(&cfg, err, sizeof(err));
+	ck_assert_ptr_null(got);
+	ck_assert(strstr(err, "readable by group or others") != NULL);
+	ck_assert(strstr(err, "c2VjcmV0") == NULL);
+
+	unlink(secret_path);
+	got = config_connection_string(&cfg, err, sizeof(err));
+	ck_assert_ptr_null(got);
+	ck_assert(strstr(err, "cannot open") != NULL);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(sizes_and_durations)
+{
+	uint64_t size;
+	int seconds;
+
+	ck_assert_int_eq(config_parse_size("512k", &size), 0);
+	ck_assert_uint_eq(size, 512u << 10);
+	ck_assert_int_eq(config_parse_size("1G", &size), 0);
+	ck_assert_uint_eq(size, 1u << 30);
+	ck_assert_int_eq(config_parse_size("2TB", &size), 0);
+	ck_assert_uint_eq(size, 2ull << 40);
+	ck_assert_int_eq(config_parse_size("", &size), -1);
+	ck_assert_int_eq(config_parse_size("-1M", &size), -1);
+	ck_assert_int_eq(config_parse_size("99999999999999999999", &size), -1);
+	ck_assert_int_eq(config_parse_duration("45", &seconds), 0);
+	ck_assert_int_eq(seconds, 45);
+	ck_assert_int_eq(config_parse_duration("2d", &seconds), 0);
+	ck_assert_int_eq(seconds, 172800);
+	ck_assert_int_eq(config_parse_duration("1w", &seconds), -1);
+	ck_assert_int_eq(config_parse_duration("9999999999h", &seconds), -1);
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("config");
+
+	tcase_add_test(tc, defaults_are_the_seed_values);
+	tcase_add_test(tc, every_type_parses);
+	tcase_add_test(tc, star_means_all_collections);
+	tcase_add_test(tc, long_values_continue_on_indented_lines);
+	tcase_add_test(tc, errors_name_file_and_line);
+	tcase_add_test(tc, every_problem_is_reported);
+	tcase_add_test(tc, overlong_line_is_refused_not_truncated);
+	tcase_add_test(tc, missing_file);
+	tcase_add_test(tc, secret_file_must_be_private);
+	tcase_add_test(tc, sizes_and_durations);
+	suite_add_tcase(s, tc);
+	return s;
+}
