@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +48,9 @@ static double wall_seconds(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+static void read_list(struct backup_run *run);
+static void finish_listing(struct backup_run *run);
 
 static void side_init(struct side *s)
 {
@@ -430,7 +434,9 @@ static void log_run_result(struct backup_run *run)
 {
 	double seconds = monotonic_seconds() - run->start_mono;
 
-	if (run->manifest_failed || run->failure[0]) {
+	if (run->manifest_failed || run->failure[0] || run->n_ok == 0) {
+		if (!run->failure[0])
+			snprintf(run->failure, sizeof(run->failure), "every collection failed");
 		msg_error("run %s: FAILED after %.1f s: %s (%d of %zu collections backed up)",
 			  run->run_id, seconds, run->failure, run->n_ok, run->n_jobs);
 	} else if (run->n_failed > 0) {
@@ -485,6 +491,15 @@ void backup_run_step(struct backup_run *run)
 	}
 
 	switch (run->phase) {
+	case RUN_LISTING:
+		if (run->list_fd >= 0 || !side_done(&run->lister))
+			return;
+		if (run->cancelled) {
+			finish_run(run);
+			return;
+		}
+		finish_listing(run);
+		return;
 	case RUN_MANIFEST_START:
 		pipeline_decide(&run->manifest);
 		if (!pipeline_done(&run->manifest))
@@ -671,7 +686,13 @@ static size_t pipeline_pollfds(struct pipeline *pl, struct pollfd *fds, size_t m
 
 size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max)
 {
-	size_t n = pipeline_pollfds(&run->manifest, fds, max);
+	size_t n = 0;
+
+	if (run->lister.status_fd >= 0 && n < max)
+		fds[n++] = (struct pollfd){ .fd = run->lister.status_fd, .events = POLLIN };
+	if (run->list_fd >= 0 && n < max)
+		fds[n++] = (struct pollfd){ .fd = run->list_fd, .events = POLLIN };
+	n += pipeline_pollfds(&run->manifest, fds + n, max - n);
 
 	for (size_t i = 0; i < run->n_jobs; i++)
 		n += pipeline_pollfds(&run->jobs[i].pl, fds + n, max - n);
@@ -701,6 +722,14 @@ static void job_check(struct backup_run *run, struct collection_job *job)
 
 void backup_run_handle_fds(struct backup_run *run, const struct pollfd *fds, size_t n)
 {
+	for (size_t i = 0; i < n; i++) {
+		if (fds[i].revents == 0)
+			continue;
+		if (fds[i].fd == run->lister.status_fd)
+			side_read(&run->manifest, &run->lister, false);
+		else if (fds[i].fd == run->list_fd)
+			read_list(run);
+	}
 	pipeline_handle(&run->manifest, fds, n);
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		pipeline_handle(&run->jobs[i].pl, fds, n);
@@ -718,8 +747,28 @@ static bool side_reaped(struct side *s, pid_t pid, int wait_status)
 	return true;
 }
 
-static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status)
+static void log_usage(const struct pipeline *pl, const char *program, pid_t pid,
+		      int wait_status, const struct rusage *usage)
 {
+	char how[96];
+
+	if (usage == NULL)
+		return;
+	describe_exit(wait_status, how, sizeof(how));
+	msg_debug("%s[%ld] for %s %s: %.2f s user, %.2f s system CPU, peak RSS %ld KiB",
+		  program, (long)pid, pl->blob, how,
+		  (double)usage->ru_utime.tv_sec + (double)usage->ru_utime.tv_usec / 1e6,
+		  (double)usage->ru_stime.tv_sec + (double)usage->ru_stime.tv_usec / 1e6,
+		  usage->ru_maxrss);
+}
+
+static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status,
+			    const struct rusage *usage)
+{
+	if (pid > 0 && pid == pl->producer.pid)
+		log_usage(pl, "export-collection", pid, wait_status, usage);
+	else if (pid > 0 && pid == pl->uploader.pid)
+		log_usage(pl, "upload-blob", pid, wait_status, usage);
 	if (side_reaped(&pl->producer, pid, wait_status)) {
 		/* Records sent just before exit are still queued: read them now. */
 		if (pl->producer.status_fd >= 0)
@@ -727,6 +776,10 @@ static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status)
 	} else if (side_reaped(&pl->uploader, pid, wait_status)) {
 		if (pl->uploader.status_fd >= 0)
 			side_read(pl, &pl->uploader, true);
+		/* An exporter stuck in MongoDB would never notice EPIPE: with
+		 * nobody left to take its output, it has to go. */
+		if (pl->producer.pid > 0 && !side_succeeded(&pl->uploader))
+			kill(pl->producer.pid, SIGTERM);
 	} else {
 		return false;
 	}
@@ -734,12 +787,19 @@ static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status)
 	return true;
 }
 
-bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status)
+bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
+			     const struct rusage *usage)
 {
-	if (pipeline_reaped(&run->manifest, pid, wait_status))
+	if (pid > 0 && pid == run->lister.pid) {
+		side_reaped(&run->lister, pid, wait_status);
+		if (run->lister.status_fd >= 0)
+			side_read(&run->manifest, &run->lister, false);
+		return true;
+	}
+	if (pipeline_reaped(&run->manifest, pid, wait_status, usage))
 		return true;
 	for (size_t i = 0; i < run->n_jobs; i++) {
-		if (pipeline_reaped(&run->jobs[i].pl, pid, wait_status)) {
+		if (pipeline_reaped(&run->jobs[i].pl, pid, wait_status, usage)) {
 			job_check(run, &run->jobs[i]);
 			return true;
 		}
@@ -807,6 +867,7 @@ void backup_run_cancel(struct backup_run *run, const char *why)
 		if (!pl->committed)
 			signal_side(&pl->uploader, SIGTERM);
 	}
+	signal_side(&run->lister, SIGTERM);
 	if (run->phase == RUN_MANIFEST_START) {
 		run->manifest.decided = true;
 		send_to_uploader(&run->manifest, "abort");
@@ -822,39 +883,23 @@ int backup_run_exit_code(const struct backup_run *run)
 	return 0;
 }
 
-int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     char *const *collections, size_t n_collections)
+/* Sets up one job per collection name, with its blob names. */
+static int create_jobs(struct backup_run *run, char *const *collections, size_t n)
 {
-	struct tm tm;
+	const struct mab_config *cfg = run->cfg;
 
-	memset(run, 0, sizeof(*run));
-	run->cfg = cfg;
-	run->pgid = 0;
-	run->start = time(NULL);
-	run->start_mono = monotonic_seconds();
-	run->deadline = run->start + cfg->run_timeout;
-	pipeline_init(&run->manifest, "");
-	gmtime_r(&run->start, &tm);
-	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
-		 "-%ld", (long)getpid());
-	if (realpath(cfg->path, run->config_path) == NULL) {
-		snprintf(run->failure, sizeof(run->failure), "%s: %s", cfg->path,
-			 strerror(errno));
+	run->jobs = calloc(n ? n : 1, sizeof(*run->jobs));
+	if (run->jobs == NULL) {
+		snprintf(run->failure, sizeof(run->failure), "out of memory");
 		return -1;
 	}
-	if (collections == NULL) {
-		collections = cfg->collections;
-		n_collections = cfg->n_collections;
-	}
-	run->jobs = calloc(n_collections ? n_collections : 1, sizeof(*run->jobs));
-	if (run->jobs == NULL)
-		return -1;
-	for (size_t i = 0; i < n_collections; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct collection_job *job = &run->jobs[i];
 		job->name = strdup(collections[i]);
-		if (job->name == NULL)
+		if (job->name == NULL) {
+			snprintf(run->failure, sizeof(run->failure), "out of memory");
 			return -1;
+		}
 		run->n_jobs++;
 		if (path_template_render(cfg->blob_path, job->name, run->start, job->blob,
 					 sizeof(job->blob)) != 0 ||
@@ -867,19 +912,177 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 		pipeline_init(&job->pl, job->blob);
 		job->estimate = -1;
 	}
-	if (n_collections == 0) {
-		snprintf(run->failure, sizeof(run->failure), "no collections to back up");
+	if (n == 0) {
+		snprintf(run->failure, sizeof(run->failure),
+			 "no collections to back up in database '%s'", cfg->database);
 		return -1;
 	}
 	path_set_folder(run->jobs[0].blob, run->set_folder, sizeof(run->set_folder));
 	snprintf(run->manifest_blob, sizeof(run->manifest_blob), "%s%s", run->set_folder,
 		 MANIFEST_NAME);
+	return 0;
+}
+
+static int begin_collections(struct backup_run *run, char *const *collections, size_t n)
+{
+	if (create_jobs(run, collections, n) != 0)
+		return -1;
 	msg_info("run %s: starting: %zu collections of database %s into container %s, "
-		 "set %s", run->run_id, run->n_jobs, cfg->database, cfg->container,
+		 "set %s", run->run_id, run->n_jobs, run->cfg->database, run->cfg->container,
 		 run->set_folder);
 	run->phase = RUN_MANIFEST_START;
 	if (start_manifest_upload(run, false) != 0) {
 		run->manifest_failed = true;
+		return -1;
+	}
+	return 0;
+}
+
+static int start_lister(struct backup_run *run)
+{
+	char path[PATH_MAX];
+	int data[2] = { -1, -1 }, sv[2] = { -1, -1 };
+	struct spawn_limits limits;
+	int r = -1;
+
+	run_limits(run, &limits);
+	if (pipe2(data, O_CLOEXEC) != 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot create pipes: %s",
+			 strerror(errno));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/export-collection", helper_dir());
+	char *argv[] = { "export-collection", "-c", run->config_path, "--status-fd", "3",
+			 "--list", NULL };
+	struct spawn_request req = {
+		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
+		.status_fd = sv[1], .pgid = &run->pgid, .limits = &limits,
+	};
+	pid_t pid = spawn_child(&req);
+	if (pid < 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot start %s: %s", path,
+			 strerror(errno));
+		goto out;
+	}
+	fd_set_nonblock(sv[0], 1);
+	fd_set_nonblock(data[0], 1);
+	run->lister.pid = pid;
+	run->lister.started = true;
+	run->lister.status_fd = sv[0];
+	run->list_fd = data[0];
+	sv[0] = data[0] = -1;
+	r = 0;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (data[i] >= 0)
+			close(data[i]);
+		if (sv[i] >= 0)
+			close(sv[i]);
+	}
+	return r;
+}
+
+#define LIST_MAX (16 << 20)
+
+static void read_list(struct backup_run *run)
+{
+	char chunk[16384];
+
+	for (;;) {
+		ssize_t n = read(run->list_fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			break;
+		if (run->list_len + (size_t)n > LIST_MAX) {
+			snprintf(run->lister.error, sizeof(run->lister.error),
+				 "the collection list is larger than %d bytes", LIST_MAX);
+			break;
+		}
+		char *grown = realloc(run->list_buf, run->list_len + (size_t)n + 1);
+		if (grown == NULL) {
+			snprintf(run->lister.error, sizeof(run->lister.error), "out of memory");
+			break;
+		}
+		run->list_buf = grown;
+		memcpy(run->list_buf + run->list_len, chunk, (size_t)n);
+		run->list_len += (size_t)n;
+	}
+	close(run->list_fd);
+	run->list_fd = -1;
+}
+
+static void finish_listing(struct backup_run *run)
+{
+	char **names = NULL;
+	size_t n = 0;
+
+	if (!side_succeeded(&run->lister) || run->lister.error[0] ||
+	    (run->list_len > 0 && run->list_buf[run->list_len - 1] != '\0')) {
+		char how[96];
+		describe_exit(run->lister.wait_status, how, sizeof(how));
+		snprintf(run->failure, sizeof(run->failure),
+			 "cannot list the collections of database '%s': %s",
+			 run->cfg->database, run->lister.error[0] ? run->lister.error : how);
+		goto fail;
+	}
+	for (size_t i = 0; i < run->list_len; i++)
+		if (run->list_buf[i] == '\0')
+			n++;
+	names = calloc(n + 1, sizeof(char *));
+	if (names == NULL) {
+		snprintf(run->failure, sizeof(run->failure), "out of memory");
+		goto fail;
+	}
+	size_t k = 0;
+	for (size_t off = 0; off < run->list_len; off += strlen(run->list_buf + off) + 1)
+		names[k++] = run->list_buf + off;
+	if (begin_collections(run, names, n) != 0)
+		goto fail;
+	free(names);
+	return;
+fail:
+	free(names);
+	run->n_failed = (int)run->n_jobs;
+	run->finish_wall = wall_seconds();
+	finish_run(run);
+}
+
+int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
+		     char *const *collections, size_t n_collections)
+{
+	struct tm tm;
+
+	memset(run, 0, sizeof(*run));
+	run->cfg = cfg;
+	run->pgid = 0;
+	run->list_fd = -1;
+	run->start = time(NULL);
+	run->start_mono = monotonic_seconds();
+	run->deadline = run->start + cfg->run_timeout;
+	pipeline_init(&run->manifest, "");
+	side_init(&run->lister);
+	gmtime_r(&run->start, &tm);
+	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
+		 "-%ld", (long)getpid());
+	if (realpath(cfg->path, run->config_path) == NULL) {
+		snprintf(run->failure, sizeof(run->failure), "%s: %s", cfg->path,
+			 strerror(errno));
+		return -1;
+	}
+	if (collections == NULL && cfg->all_collections) {
+		run->phase = RUN_LISTING;
+		return start_lister(run);
+	}
+	if (collections == NULL) {
+		collections = cfg->collections;
+		n_collections = cfg->n_collections;
+	}
+	if (begin_collections(run, collections, n_collections) != 0) {
 		finish_run(run);
 		return -1;
 	}
@@ -901,6 +1104,11 @@ void backup_run_free(struct backup_run *run)
 	if (run->manifest.buffer_fd >= 0)
 		close(run->manifest.buffer_fd);
 	free(run->jobs);
+	if (run->lister.status_fd >= 0)
+		close(run->lister.status_fd);
+	if (run->list_fd >= 0)
+		close(run->list_fd);
+	free(run->list_buf);
 	bson_free(run->manifest_json);
 	memset(run, 0, sizeof(*run));
 }

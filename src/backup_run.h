@@ -71,7 +71,7 @@ struct collection_job {
 	char error[600];
 };
 
-enum run_phase { RUN_MANIFEST_START, RUN_COLLECTIONS, RUN_MANIFEST_END, RUN_FINISHED };
+enum run_phase { RUN_LISTING, RUN_MANIFEST_START, RUN_COLLECTIONS, RUN_MANIFEST_END, RUN_FINISHED };
 
 struct backup_run {
 	const struct mab_config *cfg;
@@ -88,6 +88,11 @@ struct backup_run {
 	char manifest_blob[BLOB_NAME_MAX];
 	struct pipeline manifest;
 	char *manifest_json;
+	/* collections = *: export-collection --list, NUL-separated names */
+	struct side lister;
+	int list_fd;
+	char *list_buf;
+	size_t list_len;
 	pid_t pgid;
 	bool cancelled;
 	bool timed_out;
@@ -106,8 +111,10 @@ size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max
 /* Milliseconds until the run wants to be woken without an event (-1: never). */
 int backup_run_timeout_ms(const struct backup_run *run);
 void backup_run_handle_fds(struct backup_run *run, const struct pollfd *fds, size_t n);
-/* true if pid belonged to this run. */
-bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status);
+/* true if pid belonged to this run; usage (may be NULL) is logged at debug. */
+struct rusage;
+bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
+			     const struct rusage *usage);
 /* Starts what can start, checks timeouts; call after every event. */
 void backup_run_step(struct backup_run *run);
 bool backup_run_finished(const struct backup_run *run);

@@ -26,6 +26,7 @@
 #include "gzip_out.h"
 #include "log.h"
 #include "mab_config.h"
+#include "xio.h"
 
 #define PROGRESS_INTERVAL_NS (250 * 1000 * 1000LL)
 
@@ -70,7 +71,64 @@ static const char *mongo_error_class(const bson_error_t *error)
 {
 	if (error->domain == MONGOC_ERROR_SERVER && error->code == 26)
 		return ERR_CLASS_NOTFOUND;
+	/* A refused login will not succeed on the next attempt either. */
+	if (error->domain == MONGOC_ERROR_CLIENT &&
+	    error->code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
+		return ERR_CLASS_AUTH;
+	if (error->domain == MONGOC_ERROR_SERVER && (error->code == 13 || error->code == 18))
+		return ERR_CLASS_AUTH;
 	return ERR_CLASS_MONGO;
+}
+
+/* --list: the names of the database's collections, NUL-terminated each (a
+ * name may hold any byte but NUL), views and system collections left out,
+ * as mongodump does for a database dump. */
+static int list_collections(struct export_job *job)
+{
+	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
+	bson_t opts = BSON_INITIALIZER;
+	bson_t filter;
+	bson_error_t error;
+	mongoc_cursor_t *cursor;
+	const bson_t *doc;
+	unsigned count = 0;
+	int r = CHILD_EXIT_FAILED;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+	BSON_APPEND_UTF8(&filter, "type", "collection");
+	bson_append_document_end(&opts, &filter);
+	cursor = mongoc_database_find_collections_with_opts(db, &opts);
+	while (mongoc_cursor_next(cursor, &doc)) {
+		bson_iter_t it;
+		const char *name;
+		uint32_t len;
+
+		if (!bson_iter_init_find(&it, doc, "name") || !BSON_ITER_HOLDS_UTF8(&it))
+			continue;
+		name = bson_iter_utf8(&it, &len);
+		if (strncmp(name, "system.", 7) == 0 || memchr(name, '\0', len) != NULL)
+			continue;
+		if (xwrite_all(STDOUT_FILENO, name, (size_t)len + 1) != 0) {
+			report_error(job, errno == EPIPE ? ERR_CLASS_ABORTED : ERR_CLASS_LOCAL,
+				     "writing the collection list failed: %s", strerror(errno));
+			goto out;
+		}
+		count++;
+	}
+	if (mongoc_cursor_error(cursor, &error)) {
+		report_error(job, mongo_error_class(&error),
+			     "listing collections of database '%s' failed: %s",
+			     job->database, error.message);
+		goto out;
+	}
+	if (job->status_fd >= 0)
+		status_send(job->status_fd, "result ok documents=%u", count);
+	r = CHILD_EXIT_OK;
+out:
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&opts);
+	mongoc_database_destroy(db);
+	return r;
 }
 
 /* Finds the collection's listCollections entry: it tells us that the
@@ -302,8 +360,10 @@ static void usage(FILE *fp)
 	fprintf(fp,
 		"Usage: export-collection [-c CONF] [--status-fd N] [--metadata]\n"
 		"                         [--database DB] [--level N] COLLECTION\n"
+		"       export-collection [-c CONF] [--database DB] --list\n"
 		"Writes COLLECTION as a gzip-compressed mongodump .bson stream to stdout\n"
-		"(with --metadata: its metadata.json, gzip-compressed).  The MongoDB URI\n"
+		"(with --metadata: its metadata.json, gzip-compressed; with --list: the\n"
+		"database's collection names, each ending in a NUL byte).  The MongoDB URI\n"
 		"comes from the config ([mongodb] uri or uri_file) or MONGODB_URI.\n");
 }
 
@@ -313,6 +373,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "status-fd", required_argument, NULL, 's' },
 		{ "metadata", no_argument, NULL, 'm' },
+		{ "list", no_argument, NULL, 'L' },
 		{ "database", required_argument, NULL, 'd' },
 		{ "level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
@@ -321,7 +382,7 @@ int main(int argc, char **argv)
 	struct export_job job = { .status_fd = -1, .level = -1 };
 	struct mab_config cfg;
 	const char *conf_path = MAB_DEFAULT_CONFIG;
-	bool metadata = false;
+	bool metadata = false, list = false;
 	char err[512];
 	char *uri_text = NULL;
 	mongoc_uri_t *uri = NULL;
@@ -334,17 +395,18 @@ int main(int argc, char **argv)
 		case 'c': conf_path = optarg; break;
 		case 's': job.status_fd = atoi(optarg); break;
 		case 'm': metadata = true; break;
+		case 'L': list = true; break;
 		case 'd': job.database = optarg; break;
 		case 'l': job.level = atoi(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return CHILD_EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
+	if (optind != argc - (list ? 0 : 1)) {
 		usage(stderr);
 		return CHILD_EXIT_USAGE;
 	}
-	job.collection = argv[optind];
+	job.collection = list ? "" : argv[optind];
 
 	/* A closed stdout must be an EPIPE we can report, not a silent death. */
 	signal(SIGPIPE, SIG_IGN);
@@ -392,6 +454,10 @@ int main(int argc, char **argv)
 	job.coll = mongoc_client_get_collection(job.client, job.database, job.collection);
 
 	r = CHILD_EXIT_FAILED;
+	if (list) {
+		r = list_collections(&job);
+		goto out_mongoc;
+	}
 	if (lookup_collection(&job) != 0)
 		goto out_mongoc;
 	r = metadata ? export_metadata(&job) : export_documents(&job);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -97,12 +98,13 @@ static void reap_children(struct backup_run *run)
 {
 	for (;;) {
 		int status;
-		pid_t pid = waitpid(-1, &status, WNOHANG);
+		struct rusage usage;
+		pid_t pid = wait4(-1, &status, WNOHANG, &usage);
 		if (pid < 0 && errno == EINTR)
 			continue;
 		if (pid <= 0)
 			return;
-		if (!backup_run_child_exited(run, pid, status))
+		if (!backup_run_child_exited(run, pid, status, &usage))
 			msg_debug("reaped unknown child %ld", (long)pid);
 	}
 }
@@ -150,6 +152,9 @@ static int run_once(const struct mab_config *cfg)
 		backup_run_handle_fds(&run, fds + 1, n - 1);
 	}
 	r = backup_run_exit_code(&run);
+	struct rusage self;
+	if (getrusage(RUSAGE_SELF, &self) == 0)
+		msg_debug("mongo-azure-backupd: peak RSS %ld KiB", self.ru_maxrss);
 out:
 	reap_children(&run);
 	backup_run_free(&run);
