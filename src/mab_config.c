@@ -131,8 +131,12 @@ struct parse_state {
 	FILE *fp;
 	int line;                /* line number of the line inih is handling */
 	bool line_continues;     /* that line started with whitespace */
+	bool line_is_chunk;      /* a further piece of one long physical line */
+	char *physical;          /* the physical line being handed out in pieces */
+	size_t physical_cap, physical_len, physical_off;
 	bool seen[N_KEYS];
 	int seen_line[N_KEYS];
+	char *raw[N_KEYS];       /* values as written, applied after parsing */
 	char last_section[64];
 };
 
@@ -438,17 +442,8 @@ static bool section_known(const char *section)
 	return false;
 }
 
-static char *current_text(const struct parse_state *ps, const struct key_spec *spec)
-{
-	const char *base = (const char *)ps->cfg;
-
-	if (spec->type == KEY_STRING || spec->type == KEY_NAME)
-		return *(char *const *)(base + spec->offset);
-	return NULL;
-}
-
 static int config_ini_handler(void *user, const char *section, const char *name,
-		       const char *value)
+			      const char *value)
 {
 	struct parse_state *ps = user;
 	const struct key_spec *spec;
@@ -469,23 +464,17 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 	}
 
 	if (ps->seen[index] && ps->line_continues) {
-		/* A continuation line: glue onto the value so far. */
-		char *sofar = current_text(ps, spec);
+		/* The rest of a long line is glued on as it was; an indented
+		 * continuation line is joined as the key's type wants. */
+		const char *sep = ps->line_is_chunk || spec->joins_without_separator ? "" : " ";
 		char *joined = NULL;
-		if (spec->type == KEY_COLLECTIONS) {
-			report(ps, ps->line, "collections: continue long lists on one line "
-			       "per key is not supported; shorten the line");
+		if (ps->raw[index] == NULL ||
+		    asprintf(&joined, "%s%s%s", ps->raw[index], sep, value) < 0) {
+			report(ps, ps->line, "%s: out of memory", name);
 			return 1;
 		}
-		if (sofar == NULL ||
-		    asprintf(&joined, "%s%s%s", sofar,
-			     spec->joins_without_separator ? "" : " ", value) < 0) {
-			report(ps, ps->line, "%s: cannot continue this value on another line",
-			       name);
-			return 1;
-		}
-		apply_value(ps, spec, ps->line, joined);
-		free(joined);
+		free(ps->raw[index]);
+		ps->raw[index] = joined;
 		return 1;
 	}
 	if (ps->seen[index]) {
@@ -495,33 +484,75 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 	}
 	ps->seen[index] = true;
 	ps->seen_line[index] = ps->line;
-	apply_value(ps, spec, ps->line, value);
+	ps->raw[index] = strdup(value);
+	if (ps->raw[index] == NULL)
+		report(ps, ps->line, "%s: out of memory", name);
 	return 1;
 }
 
-/* inih's line reader; we count lines and catch lines inih would truncate. */
+/* inih's line reader.  We count physical lines ourselves, and hand a line
+ * longer than inih's buffer over in pieces, each further piece looking like
+ * an indented continuation line, which the handler glues back together. */
 static char *config_line_reader(char *str, int num, void *stream)
 {
 	struct parse_state *ps = stream;
-	char *got = fgets(str, num, ps->fp);
-	size_t len;
+	size_t room = (size_t)num - 2;   /* leave space for the NUL and a lead space */
 
-	if (got == NULL)
+	if (ps->physical_off < ps->physical_len) {
+		size_t take = ps->physical_len - ps->physical_off;
+		if (take > room)
+			take = room;
+		str[0] = ' ';
+		memcpy(str + 1, ps->physical + ps->physical_off, take);
+		str[take + 1] = '\0';
+		ps->physical_off += take;
+		ps->line_continues = true;
+		ps->line_is_chunk = true;
+		return str;
+	}
+
+	ssize_t len = getline(&ps->physical, &ps->physical_cap, ps->fp);
+	if (len < 0)
 		return NULL;
 	ps->line++;
-	len = strlen(str);
-	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(ps->fp)) {
-		int c;
-		report(ps, ps->line, "line longer than %d characters; continue a long "
-		       "value on the next line, indented", num - 2);
-		while ((c = fgetc(ps->fp)) != EOF && c != '\n')
-			;
-		str[0] = '#';
-		str[1] = '\0';
+	ps->line_is_chunk = false;
+	ps->line_continues = (ps->physical[0] == ' ' || ps->physical[0] == '\t') &&
+			     ps->physical[strspn(ps->physical, " \t\r\n")] != '\0';
+	while (len > 0 && (ps->physical[len - 1] == '\n' || ps->physical[len - 1] == '\r'))
+		ps->physical[--len] = '\0';
+	if (memchr(ps->physical, '\0', (size_t)len) != NULL) {
+		report(ps, ps->line, "line contains a NUL byte");
+		len = 0;
 	}
-	ps->line_continues = (str[0] == ' ' || str[0] == '\t') &&
-			     str[strspn(str, " \t\r\n")] != '\0';
+	size_t take = (size_t)len < room ? (size_t)len : room;
+	memcpy(str, ps->physical, take);
+	str[take] = '\0';
+	ps->physical_len = (size_t)len;
+	ps->physical_off = take;
 	return str;
+}
+
+/* Applies the collected values in the order of their lines, so problems are
+ * reported in file order. */
+static void apply_all(struct parse_state *ps)
+{
+	size_t order[N_KEYS], n = 0;
+
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (ps->seen[i] && ps->raw[i] != NULL)
+			order[n++] = i;
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && ps->seen_line[order[j]] < ps->seen_line[order[j - 1]]; j--) {
+			size_t t = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (size_t i = 0; i < n; i++)
+		apply_value(ps, &key_table[order[i]], ps->seen_line[order[i]], ps->raw[order[i]]);
+	for (size_t i = 0; i < N_KEYS; i++) {
+		free(ps->raw[i]);
+		ps->raw[i] = NULL;
+	}
 }
 
 static int line_of(const struct parse_state *ps, const char *section, const char *name)
@@ -636,6 +667,8 @@ int config_load(const char *path, struct mab_config *cfg,
 	if (ferror(ps.fp))
 		report(&ps, ps.line, "read error: %s", strerror(errno));
 	fclose(ps.fp);
+	free(ps.physical);
+	apply_all(&ps);
 	if (rc > 0) {
 		/* inih found a line that is neither a section, a key nor a comment. */
 		report(&ps, rc, "syntax error: expected [section] or key = value");

@@ -1,0 +1,82 @@
+/* blob_tool.c - config, log and client set-up for the blob helpers. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blob_tool.h"
+#include "log.h"
+
+struct report_ctx {
+	char *err;
+	size_t errlen;
+	int count;
+};
+
+static void report_problem(void *ctx, const char *message)
+{
+	struct report_ctx *r = ctx;
+
+	msg_error("%s", message);
+	if (r->count++ == 0)
+		snprintf(r->err, r->errlen, "%s", message);
+}
+
+int blob_tool_config(const char *ident, const char *path, bool path_given,
+		     struct mab_config *cfg, char *err, size_t errlen)
+{
+	struct report_ctx r = { err, errlen, 0 };
+
+	log_open(ident, LOG_TARGET_STDERR, LOG_INFO);
+	if (!path_given && access(path, F_OK) != 0 && errno == ENOENT) {
+		config_defaults(cfg);
+	} else if (config_load(path, cfg, report_problem, &r) != 0) {
+		return -1;
+	}
+	/* "auto" means stderr here: the supervisor decides where a child's
+	 * stderr goes. */
+	log_open(ident, cfg->log_target == LOG_TARGET_SYSLOG ? LOG_TARGET_SYSLOG
+							     : LOG_TARGET_STDERR,
+		 cfg->log_level);
+	return 0;
+}
+
+struct azure_client *blob_tool_client(const struct mab_config *cfg, const char *container,
+				      char *err, size_t errlen)
+{
+	struct azure_client *client;
+	char *cs;
+
+	cs = config_connection_string(cfg, err, errlen);
+	if (cs == NULL) {
+		msg_error("%s", err);
+		return NULL;
+	}
+	client = azure_client_new(cs, container ? container : cfg->container, err, errlen);
+	explicit_bzero(cs, strlen(cs));
+	free(cs);
+	if (client == NULL) {
+		msg_error("%s", err);
+		return NULL;
+	}
+	azure_client_set_max_retries(client, cfg->max_retries);
+	return client;
+}
+
+int blob_tool_parse_u64(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (text == NULL || *text < '0' || *text > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}

@@ -1,0 +1,25 @@
+/* blob_tool.h - start-up shared by upload-blob and download-blob.
+ *
+ * Loads the configuration (or the built-in defaults when the default file
+ * does not exist and no -c was given, so the tools work from the
+ * environment alone), opens the log, and builds the Azure client from the
+ * connection string, which never passes through argv.
+ */
+#ifndef MAB_BLOB_TOOL_H
+#define MAB_BLOB_TOOL_H
+
+#include "azure_blob.h"
+#include "mab_config.h"
+
+/* 0, or -1 after logging why (the caller exits CHILD_EXIT_USAGE); err gets
+ * the same one-line reason for a status record. */
+int blob_tool_config(const char *ident, const char *path, bool path_given,
+		     struct mab_config *cfg, char *err, size_t errlen);
+/* The client for container (or cfg->container when NULL); NULL after
+ * logging why, with the reason in err. */
+struct azure_client *blob_tool_client(const struct mab_config *cfg, const char *container,
+				      char *err, size_t errlen);
+/* Parses a decimal uint64; -1 when it is not one. */
+int blob_tool_parse_u64(const char *text, uint64_t *out);
+
+#endif

@@ -1,0 +1,147 @@
+/* check_azure_retry.c - which failures are retried, how long we wait, and
+ * the error classes reported for final failures. */
+#include "config.h"
+
+#include <check.h>
+#include <curl/curl.h>
+
+#include "azure_retry.h"
+#include "azure_suites.h"
+#include "child_status.h"
+
+START_TEST(retryable_statuses)
+{
+	const long yes[] = { 408, 429, 500, 502, 503, 504 };
+	const long no[] = { 200, 201, 304, 400, 401, 403, 404, 409, 412, 416, 501, 505 };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		ck_assert_msg(azure_retry_status(yes[i]), "%ld", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		ck_assert_msg(!azure_retry_status(no[i]), "%ld", no[i]);
+}
+END_TEST
+
+START_TEST(retryable_transport)
+{
+	ck_assert(azure_retry_transport(CURLE_COULDNT_CONNECT));
+	ck_assert(azure_retry_transport(CURLE_COULDNT_RESOLVE_HOST));
+	ck_assert(azure_retry_transport(CURLE_OPERATION_TIMEDOUT));
+	ck_assert(azure_retry_transport(CURLE_SEND_ERROR));
+	ck_assert(azure_retry_transport(CURLE_RECV_ERROR));
+	ck_assert(azure_retry_transport(CURLE_GOT_NOTHING));
+	ck_assert(azure_retry_transport(CURLE_PARTIAL_FILE));
+	ck_assert(!azure_retry_transport(CURLE_OK));
+	ck_assert(!azure_retry_transport(CURLE_PEER_FAILED_VERIFICATION));
+	ck_assert(!azure_retry_transport(CURLE_URL_MALFORMAT));
+	ck_assert(!azure_retry_transport(CURLE_WRITE_ERROR));
+	ck_assert(!azure_retry_transport(CURLE_UNSUPPORTED_PROTOCOL));
+}
+END_TEST
+
+START_TEST(error_classes)
+{
+	ck_assert_str_eq(azure_error_class(401, CURLE_OK), ERR_CLASS_AUTH);
+	ck_assert_str_eq(azure_error_class(403, CURLE_OK), ERR_CLASS_AUTH);
+	ck_assert_str_eq(azure_error_class(404, CURLE_OK), ERR_CLASS_NOTFOUND);
+	ck_assert_str_eq(azure_error_class(400, CURLE_OK), ERR_CLASS_CLIENT);
+	ck_assert_str_eq(azure_error_class(409, CURLE_OK), ERR_CLASS_CLIENT);
+	ck_assert_str_eq(azure_error_class(412, CURLE_OK), ERR_CLASS_CLIENT);
+	ck_assert_str_eq(azure_error_class(429, CURLE_OK), ERR_CLASS_SERVER);
+	ck_assert_str_eq(azure_error_class(408, CURLE_OK), ERR_CLASS_SERVER);
+	ck_assert_str_eq(azure_error_class(500, CURLE_OK), ERR_CLASS_SERVER);
+	ck_assert_str_eq(azure_error_class(503, CURLE_OK), ERR_CLASS_SERVER);
+	ck_assert_str_eq(azure_error_class(501, CURLE_OK), ERR_CLASS_SERVER);
+	ck_assert_str_eq(azure_error_class(0, CURLE_COULDNT_CONNECT), ERR_CLASS_TRANSPORT);
+	ck_assert_str_eq(azure_error_class(200, CURLE_RECV_ERROR), ERR_CLASS_TRANSPORT);
+	ck_assert_str_eq(azure_error_class(0, CURLE_PEER_FAILED_VERIFICATION), ERR_CLASS_TRANSPORT);
+	ck_assert_str_eq(azure_error_class(200, CURLE_WRITE_ERROR), ERR_CLASS_LOCAL);
+}
+END_TEST
+
+START_TEST(retry_after_headers)
+{
+	const time_t now = 1672628645;   /* Mon, 02 Jan 2023 03:04:05 GMT */
+
+	ck_assert_int_eq(azure_retry_after_header_ms("5", false, now), 5000);
+	ck_assert_int_eq(azure_retry_after_header_ms(" 0 ", false, now), 0);
+	ck_assert_int_eq(azure_retry_after_header_ms("250", true, now), 250);
+	ck_assert_int_eq(azure_retry_after_header_ms("Mon, 02 Jan 2023 03:04:15 GMT", false, now),
+			 10000);
+	ck_assert_int_eq(azure_retry_after_header_ms("Mon, 02 Jan 2023 03:00:00 GMT", false, now), 0);
+	ck_assert_int_eq(azure_retry_after_header_ms("999999", false, now), AZURE_RETRY_AFTER_MAX_MS);
+	ck_assert_int_eq(azure_retry_after_header_ms("99999999999999999999", true, now),
+			 AZURE_RETRY_AFTER_MAX_MS);
+	ck_assert_int_eq(azure_retry_after_header_ms("-1", false, now), -1);
+	ck_assert_int_eq(azure_retry_after_header_ms("soon", false, now), -1);
+	ck_assert_int_eq(azure_retry_after_header_ms("", false, now), -1);
+	ck_assert_int_eq(azure_retry_after_header_ms("1.5", false, now), -1);
+	ck_assert_int_eq(azure_retry_after_header_ms(NULL, false, now), -1);
+	/* An HTTP date is not milliseconds. */
+	ck_assert_int_eq(azure_retry_after_header_ms("Mon, 02 Jan 2023 03:04:15 GMT", true, now), -1);
+}
+END_TEST
+
+START_TEST(backoff_bounds)
+{
+	struct azure_retry_policy p;
+	uint64_t rng = 42;
+	long min_first = 1 << 30, max_first = 0;
+
+	azure_retry_policy_default(&p);
+	ck_assert_int_eq(p.max_retries, 5);
+	ck_assert_int_eq(p.base_ms, 800);
+	ck_assert_int_eq(p.cap_ms, 60000);
+	for (int trial = 0; trial < 2000; trial++) {
+		long prev = 0;
+		for (int n = 0; n < 12; n++) {
+			long d = azure_retry_backoff_ms(&p, n, prev, &rng);
+			ck_assert_int_ge(d, 800);
+			ck_assert_int_le(d, 60000);
+			if (n == 0) {
+				ck_assert_int_le(d, 1600);
+				if (d < min_first)
+					min_first = d;
+				if (d > max_first)
+					max_first = d;
+			} else {
+				ck_assert_int_le(d, 3 * prev);
+			}
+			prev = d;
+		}
+	}
+	/* Jitter really spreads the first retry over [0.8 s, 1.6 s]. */
+	ck_assert_int_lt(min_first, 900);
+	ck_assert_int_gt(max_first, 1500);
+
+	/* Sustained trouble reaches the cap. */
+	long d = 800;
+	for (int n = 0; n < 200; n++)
+		d = azure_retry_backoff_ms(&p, n, d * 3 > 60000 ? 60000 : d * 3, &rng);
+	ck_assert_int_le(d, 60000);
+	ck_assert_int_eq(azure_retry_backoff_ms(&p, 30, 60000, &rng) >= 800, 1);
+}
+END_TEST
+
+START_TEST(rng_differs)
+{
+	uint64_t a = azure_rng_seed(), b = a;
+
+	ck_assert(azure_rng_next(&a) != azure_rng_next(&a));
+	(void)b;
+}
+END_TEST
+
+Suite *azure_retry_suite(void)
+{
+	Suite *s = suite_create("azure_retry");
+	TCase *tc = tcase_create("retry");
+
+	tcase_add_test(tc, retryable_statuses);
+	tcase_add_test(tc, retryable_transport);
+	tcase_add_test(tc, error_classes);
+	tcase_add_test(tc, retry_after_headers);
+	tcase_add_test(tc, backoff_bounds);
+	tcase_add_test(tc, rng_differs);
+	suite_add_tcase(s, tc);
+	return s;
+}
