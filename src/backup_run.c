@@ -56,6 +56,7 @@ static void side_init(struct side *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->status_fd = -1;
+	s->estimate = -1;
 }
 
 static void pipeline_init(struct pipeline *pl, const char *blob)
@@ -534,8 +535,9 @@ void backup_run_step(struct backup_run *run)
 		if (!jobs_all_over(run))
 			return;
 		run->finish_wall = wall_seconds();
-		if (run->cancelled && run->n_ok == 0) {
-			/* Nothing new to record; the incomplete manifest stays. */
+		if (run->cancelled && (run->n_ok == 0 || !run->timed_out)) {
+			/* Stopping: the manifest written at the start, which says
+			 * incomplete, stays; no new upload delays the exit. */
 			finish_run(run);
 			return;
 		}
@@ -567,7 +569,11 @@ void backup_run_step(struct backup_run *run)
 static void side_record(struct pipeline *pl, struct side *s, bool is_uploader,
 			const struct status_record *rec)
 {
-	if (strcmp(rec->kind, "estimate") == 0 || strcmp(rec->kind, "progress") == 0) {
+	if (strcmp(rec->kind, "estimate") == 0) {
+		s->estimate = (int64_t)status_get_u64(rec, "documents", 0);
+		return;
+	}
+	if (strcmp(rec->kind, "progress") == 0) {
 		if (!is_uploader) {
 			s->documents = status_get_u64(rec, "documents", s->documents);
 			s->bson_bytes = status_get_u64(rec, "bson_bytes", s->bson_bytes);

@@ -31,6 +31,7 @@ struct side {
 	char error_class[16];
 	char error[512];
 	uint64_t documents, bson_bytes, gzip_bytes;
+	int64_t estimate;         /* documents the exporter expects, -1 unknown */
 };
 
 /* A producer (export-collection, or the supervisor's own buffer for the

@@ -21,8 +21,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "cron.h"
 #include "log.h"
 #include "mab_config.h"
 #include "path_template.h"
@@ -587,17 +589,30 @@ static bool database_name_ok(const char *name)
 	return *name != '\0' && strlen(name) < 64 && strpbrk(name, "/\\. \"$*<>:|?") == NULL;
 }
 
-static bool timezone_known(const char *zone)
+/* A schedule that parses but never fires would leave the daemon idle for
+ * ever: -t refuses it. */
+static void check_schedule(struct parse_state *ps)
 {
-	const char *dir = getenv("TZDIR");
-	char path[PATH_MAX];
+	struct mab_config *cfg = ps->cfg;
+	struct cron_expr expr;
+	char err[256];
+	time_t next;
+	bool zone_ok = cron_zone_check(cfg->timezone, err, sizeof(err)) == 0;
 
-	if (strcmp(zone, "UTC") == 0)
-		return true;
-	if (zone[0] == '/' || strstr(zone, "..") != NULL)
-		return false;
-	snprintf(path, sizeof(path), "%s/%s", dir != NULL ? dir : "/usr/share/zoneinfo", zone);
-	return access(path, R_OK) == 0;
+	if (!zone_ok)
+		report(ps, line_of(ps, "schedule", "timezone"),
+		       "timezone: '%s' is not a time zone known to this system "
+		       "(an IANA name such as Europe/Berlin; is tzdata installed?): %s",
+		       cfg->timezone, err);
+	if (cron_parse(cfg->cron, &expr, err, sizeof(err)) != 0) {
+		report(ps, line_of(ps, "schedule", "cron"), "cron: %s", err);
+		return;
+	}
+	if (zone_ok && cron_next(&expr, cfg->timezone, time(NULL), &next, err,
+				 sizeof(err)) == 1)
+		report(ps, line_of(ps, "schedule", "cron"),
+		       "cron: '%s' never fires (no occurrence before the year 10000)",
+		       cfg->cron);
 }
 
 static void check_whole(struct parse_state *ps)
@@ -623,11 +638,7 @@ static void check_whole(struct parse_state *ps)
 	if (*cfg->mongo_uri && *cfg->mongo_uri_file)
 		report(ps, line_of(ps, "mongodb", "uri_file"),
 		       "set uri or uri_file, not both");
-	if (!timezone_known(cfg->timezone))
-		report(ps, line_of(ps, "schedule", "timezone"),
-		       "timezone: '%s' is not a time zone known to this system "
-		       "(an IANA name such as Europe/Berlin; is tzdata installed?)",
-		       cfg->timezone);
+	check_schedule(ps);
 	if (cfg->parallel == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->parallel = cpus > 0 ? (int)cpus : 1;

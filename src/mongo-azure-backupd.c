@@ -1,9 +1,10 @@
 /* mongo-azure-backupd.c - the supervisor's command line.
  *
  * -t checks a configuration; --once runs one backup in the foreground and
- * exits with its result, which is also what system cron runs.  The event
- * loop is poll(2) over a signalfd and the run's status sockets: signals
- * arrive as ordinary reads, so no work is ever done in a signal handler.
+ * exits with its result, which is also what system cron runs; otherwise it
+ * runs as the scheduled service (daemon.c).  The --once loop is poll(2) over
+ * a signalfd and the run's status sockets: signals arrive as ordinary reads,
+ * so no work is ever done in a signal handler.
  */
 #include "config.h"
 
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "backup_run.h"
+#include "daemon.h"
 #include "log.h"
 #include "mab_config.h"
 
@@ -219,10 +221,14 @@ int main(int argc, char **argv)
 	log_open("mongo-azure-backupd", target, cfg.log_level);
 
 	if (!once) {
-		msg_error("scheduled service mode is not available in this version; "
-			  "run with --once from cron");
-		config_free(&cfg);
-		return EXIT_USAGE;
+		struct mab_config *owned = malloc(sizeof(*owned));
+		if (owned == NULL) {
+			msg_error("out of memory");
+			config_free(&cfg);
+			return EXIT_FAILED;
+		}
+		*owned = cfg;
+		return daemon_main(conf_path, owned, foreground);
 	}
 	/* The parent of SIGPIPE-sensitive children must not die of a closed
 	 * status socket; MSG_NOSIGNAL covers sends, this covers writes. */

@@ -190,6 +190,9 @@ START_TEST(errors_name_file_and_line)
 	expect_problem("[schedule]\ntimezone = Mars/Olympus\n", 2, "not a time zone");
 	expect_problem("[azure]\nthis line has no equals sign\n", 2, "syntax error");
 	expect_problem("[compression]\nlevel = 10\n", 2, "level: '10'");
+	expect_problem("\n[schedule]\ncron = 0 3 * *\n", 3, "cron: expected 5 or 6 fields");
+	expect_problem("[schedule]\ncron = 0 25 * * *\n", 2, "cron: hour field");
+	expect_problem("[schedule]\ncron = 0 0 30 2 *\n", 2, "never fires");
 }
 END_TEST
 

@@ -8,5 +8,6 @@ Suite *config_suite(void);
 Suite *paths_suite(void);
 Suite *status_suite(void);
 Suite *manifest_suite(void);
+Suite *state_suite(void);
 
 #endif

@@ -1,0 +1,48 @@
+/* daemon.h - mongo-azure-backupd as a service: schedule, runs, control
+ * socket, state, hooks, signals, all from one poll(2) loop. */
+#ifndef MAB_DAEMON_H
+#define MAB_DAEMON_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "backup_run.h"
+#include "cron.h"
+#include "hook.h"
+#include "mab_config.h"
+#include "state_file.h"
+
+struct control_server;
+
+struct daemon {
+	char *conf_path;
+	struct mab_config *cfg;          /* in force */
+	struct mab_config *retired_cfg;  /* replaced by a reload, still used by a run */
+	struct cron_expr cron;
+	time_t next_run;                 /* 0: none */
+	time_t started;
+	bool foreground;
+	struct backup_run run;
+	bool run_active;
+	uint64_t coalesced;
+	struct daemon_state state;
+	struct control_server *control;
+	int pid_fd;
+	int signal_fd;
+	bool stopping;
+	struct hook hooks[HOOK_MAX];
+};
+
+/* Runs the service; takes ownership of cfg.  Returns the exit code. */
+int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground);
+
+/* daemon_status.c: what the control socket serves. */
+char *daemon_status_json(struct daemon *d);
+char *daemon_metrics_text(struct daemon *d);
+/* The status-shaped record of a finished run, for state and status. */
+bson_t *daemon_run_record(const struct backup_run *run, enum run_result result);
+enum run_result daemon_run_result(const struct backup_run *run);
+/* "2026-11-27T03:00:00Z" */
+void format_utc(time_t t, char *out, size_t len);
+
+#endif
