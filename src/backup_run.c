@@ -463,6 +463,8 @@ static void log_run_result(struct backup_run *run)
 static void finish_run(struct backup_run *run)
 {
 	run->phase = RUN_FINISHED;
+	if (run->finish_wall == 0)
+		run->finish_wall = wall_seconds();
 	log_run_result(run);
 }
 
@@ -1073,8 +1075,10 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	side_init(&run->lister);
 	gmtime_r(&run->start, &tm);
 	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
+	/* The sequence keeps ids unique when two runs start in one second. */
+	static unsigned run_sequence;
 	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
-		 "-%ld", (long)getpid());
+		 "-%ld-%u", (long)getpid(), ++run_sequence);
 	if (realpath(cfg->path, run->config_path) == NULL) {
 		snprintf(run->failure, sizeof(run->failure), "%s: %s", cfg->path,
 			 strerror(errno));

@@ -234,9 +234,10 @@ static void reload(struct daemon *d)
 	if (strcmp(fresh->control_socket, d->cfg->control_socket) != 0 ||
 	    strcmp(fresh->pid_file, d->cfg->pid_file) != 0 ||
 	    strcmp(fresh->state_dir, d->cfg->state_dir) != 0 ||
-	    strcmp(fresh->user, d->cfg->user) != 0)
-		msg_warn("reload: changes to [control] socket, [daemon] and [state] take "
-			 "effect at the next restart");
+	    strcmp(fresh->user, d->cfg->user) != 0 ||
+	    strcmp(fresh->control_group, d->cfg->control_group) != 0)
+		msg_warn("reload: changes to [control], [daemon] and [state] take effect at "
+			 "the next restart");
 	/* A run keeps the configuration it started with. */
 	if (d->run_active && d->run.cfg == d->cfg) {
 		d->retired_cfg = d->cfg;
@@ -308,11 +309,12 @@ static int handle_cancel(void *ctx, char **body, char *err, size_t errlen)
 
 /* ---- start-up ---- */
 
-static int make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, bool chown_it,
-		    char *err, size_t errlen)
+/* mkdir -p; *created tells whether the last component is new. */
+static int make_dir(const char *path, mode_t mode, bool *created, char *err, size_t errlen)
 {
 	char buf[PATH_MAX];
 
+	*created = false;
 	snprintf(buf, sizeof(buf), "%s", path);
 	for (char *p = buf + 1; *p != '\0'; p++) {
 		if (*p != '/')
@@ -324,13 +326,25 @@ static int make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, bool ch
 		}
 		*p = '/';
 	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+	if (mkdir(buf, mode) == 0)
+		*created = true;
+	else if (errno != EEXIST) {
 		snprintf(err, errlen, "cannot create %s: %s", buf, strerror(errno));
 		return -1;
 	}
-	if (chown_it && chown(buf, uid, gid) != 0) {
-		snprintf(err, errlen, "cannot hand %s to uid %ld: %s", buf, (long)uid,
-			 strerror(errno));
+	return 0;
+}
+
+static int hand_over(const char *dir, uid_t uid, gid_t gid, mode_t mode, char *err,
+		     size_t errlen)
+{
+	if (chown(dir, uid, gid) != 0) {
+		snprintf(err, errlen, "cannot hand %s to uid %ld gid %ld: %s", dir, (long)uid,
+			 (long)gid, strerror(errno));
+		return -1;
+	}
+	if (chmod(dir, mode) != 0) {
+		snprintf(err, errlen, "cannot chmod %s: %s", dir, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -348,51 +362,99 @@ static void parent_dir(const char *path, char *out, size_t len)
 		snprintf(out, len, ".");
 }
 
-/* Directories first (as root, handed to the service user), then the switch
- * to that user, so nothing after this point runs with root's rights. */
-static int prepare_identity(struct daemon *d, char *err, size_t errlen)
-{
-	const struct mab_config *cfg = d->cfg;
-	struct passwd *pw = NULL;
-	bool switching = false;
-	uid_t uid = geteuid();
-	gid_t gid = getegid();
-	char dir[PATH_MAX];
+/* Directories first (as root, handed to the service user), so that the pid
+ * file, the state and the socket can be set up before the switch to that
+ * user; nothing after the switch runs with root's rights. */
+struct identity {
+	struct passwd pw_copy;
+	bool switching;
+	uid_t uid;
+	gid_t gid;
+	char name[64];
+};
 
-	if (cfg->user[0] != '\0') {
-		pw = getpwnam(cfg->user);
-		if (pw == NULL) {
-			snprintf(err, errlen, "[daemon] user '%s' does not exist", cfg->user);
+static int resolve_identity(const struct mab_config *cfg, struct identity *id,
+			    char *err, size_t errlen)
+{
+	memset(id, 0, sizeof(*id));
+	id->uid = geteuid();
+	id->gid = getegid();
+	if (cfg->user[0] == '\0')
+		return 0;
+	struct passwd *pw = getpwnam(cfg->user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "[daemon] user '%s' does not exist", cfg->user);
+		return -1;
+	}
+	if (pw->pw_uid != geteuid()) {
+		if (geteuid() != 0) {
+			snprintf(err, errlen, "cannot run as user '%s': not started as root",
+				 cfg->user);
 			return -1;
 		}
-		if (pw->pw_uid != geteuid()) {
-			if (geteuid() != 0) {
-				snprintf(err, errlen, "cannot run as user '%s': not started as root",
-					 cfg->user);
-				return -1;
-			}
-			switching = true;
-		}
-		uid = pw->pw_uid;
-		gid = pw->pw_gid;
+		id->switching = true;
 	}
-	if (make_dir(cfg->state_dir, 0750, uid, gid, switching, err, errlen) != 0)
+	id->uid = pw->pw_uid;
+	id->gid = pw->pw_gid;
+	snprintf(id->name, sizeof(id->name), "%s", pw->pw_name);
+	return 0;
+}
+
+static int prepare_dirs(const struct mab_config *cfg, const struct identity *id,
+			char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	bool created;
+	gid_t control_gid = id->gid;
+
+	if (cfg->control_group[0] != '\0') {
+		struct group *gr = getgrnam(cfg->control_group);
+		if (gr == NULL) {
+			snprintf(err, errlen, "[control] group '%s' does not exist",
+				 cfg->control_group);
+			return -1;
+		}
+		control_gid = gr->gr_gid;
+	}
+	if (make_dir(cfg->state_dir, 0750, &created, err, errlen) != 0)
 		return -1;
-	parent_dir(cfg->pid_file, dir, sizeof(dir));
-	if (make_dir(dir, 0755, uid, gid, switching, err, errlen) != 0)
+	if (id->switching && hand_over(cfg->state_dir, id->uid, id->gid, 0750, err, errlen) != 0)
 		return -1;
+
+	/* The socket's directory is what keeps strangers out: 0770, the
+	 * service user and the control group.  Only a directory we made, or
+	 * our own (.../mongo-azure-backup), is ever changed: never /run or /tmp. */
 	parent_dir(cfg->control_socket, dir, sizeof(dir));
-	if (make_dir(dir, 0770, uid, gid, switching, err, errlen) != 0)
+	if (make_dir(dir, 0770, &created, err, errlen) != 0)
 		return -1;
-	if (!switching)
+	const char *base = strrchr(dir, '/');
+	if (created || (base != NULL && strcmp(base + 1, "mongo-azure-backup") == 0)) {
+		if (hand_over(dir, id->uid, control_gid, 0770, err, errlen) != 0) {
+			if (id->switching || geteuid() == 0)
+				return -1;
+			msg_warn("%s; members of the control group may not reach the socket", err);
+		}
+	}
+
+	parent_dir(cfg->pid_file, dir, sizeof(dir));
+	if (make_dir(dir, 0755, &created, err, errlen) != 0)
+		return -1;
+	if (created && id->switching && hand_over(dir, id->uid, id->gid, 0755, err, errlen) != 0)
+		return -1;
+	return 0;
+}
+
+static int drop_privileges(const struct identity *id, char *err, size_t errlen)
+{
+	if (!id->switching)
 		return 0;
-	if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
-	    setuid(pw->pw_uid) != 0) {
-		snprintf(err, errlen, "cannot switch to user '%s': %s", cfg->user, strerror(errno));
+	if (initgroups(id->name, id->gid) != 0 || setgid(id->gid) != 0 ||
+	    setuid(id->uid) != 0) {
+		snprintf(err, errlen, "cannot switch to user '%s': %s", id->name, strerror(errno));
 		return -1;
 	}
 	if (setuid(0) == 0) {
-		snprintf(err, errlen, "dropping root for user '%s' did not stick", cfg->user);
+		snprintf(err, errlen, "dropping root for user '%s' did not stick", id->name);
 		return -1;
 	}
 	return 0;
@@ -456,11 +518,19 @@ static int service_init(struct daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cron: %s", d->conf_path, why);
 		return -1;
 	}
-	if (prepare_identity(d, err, errlen) != 0)
+	struct identity id;
+	if (resolve_identity(d->cfg, &id, err, errlen) != 0 ||
+	    prepare_dirs(d->cfg, &id, err, errlen) != 0)
 		return -1;
 	d->pid_fd = pidfile_acquire(d->cfg->pid_file, err, errlen);
 	if (d->pid_fd < 0)
 		return -1;
+	/* The daemon, once it is the service user, removes it at exit. */
+	if (id.switching && fchown(d->pid_fd, id.uid, id.gid) != 0) {
+		snprintf(err, errlen, "cannot hand the pid file to '%s': %s", id.name,
+			 strerror(errno));
+		return -1;
+	}
 	int r = state_load(d->cfg->state_dir, &d->state, why, sizeof(why));
 	if (r < 0) {
 		snprintf(err, errlen, "state: %s", why);
@@ -470,9 +540,11 @@ static int service_init(struct daemon *d, char *err, size_t errlen)
 		msg_warn("state: %s; starting with an empty state", why);
 	handlers = handlers_template;
 	handlers.ctx = d;
-	d->control = control_open(d->cfg->control_socket, d->cfg->control_group, geteuid(),
+	d->control = control_open(d->cfg->control_socket, d->cfg->control_group, id.uid,
 				  &handlers, err, errlen);
 	if (d->control == NULL)
+		return -1;
+	if (drop_privileges(&id, err, errlen) != 0)
 		return -1;
 	if (open_signals(d, err, errlen) != 0)
 		return -1;

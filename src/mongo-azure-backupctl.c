@@ -517,6 +517,20 @@ static void print_status(const bson_t *doc)
 		putchar('\n');
 	}
 
+	if (j_sub(doc, "runs", &sub)) {
+		static const char *const results[] = { "complete", "partial", "failed", "cancelled" };
+		const char *sep = "";
+		long long count;
+		printf("runs:         ");
+		for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++) {
+			if (j_int(&sub, results[i], &count)) {
+				printf("%s%lld %s", sep, count, results[i]);
+				sep = ", ";
+			}
+		}
+		putchar('\n');
+	}
+
 	if (j_sub(doc, "last_complete_set", &sub))
 		printf("last complete backup: %s (%s UTC)\n", clean(j_str(&sub, "set"), a, sizeof(a)),
 		       utc_text(j_str(&sub, "finished"), d, sizeof(d)));
@@ -752,8 +766,49 @@ static bool same_id(const bson_t *run, const char *id)
 	return rid != NULL && strcmp(rid, id) == 0;
 }
 
+/* The last run before ours, to tell it apart from ours should both carry
+ * the same id (ids have a resolution of one second). */
+struct before {
+	char id[128];
+	char finished[64];
+};
+
+static void snapshot_last_run(const struct ctl *c, struct before *b)
+{
+	struct control_reply reply;
+	char err[512];
+	bson_t *doc;
+	bson_t run;
+
+	memset(b, 0, sizeof(*b));
+	if (control_request(c->socket, "status", REQUEST_TIMEOUT_MS, &reply, err,
+			    sizeof(err)) != CONTROL_CLIENT_OK)
+		return;
+	if (reply.code == 0 && reply.body[strspn(reply.body, " \t\r\n")] == '{' &&
+	    (doc = bson_new_from_json((const uint8_t *)reply.body, (ssize_t)reply.body_len,
+				      NULL)) != NULL) {
+		if (j_sub(doc, "last_run", &run)) {
+			snprintf(b->id, sizeof(b->id), "%s", j_str(&run, "run_id") ?
+				 j_str(&run, "run_id") : "");
+			snprintf(b->finished, sizeof(b->finished), "%s", j_str(&run, "finished") ?
+				 j_str(&run, "finished") : "");
+		}
+		bson_destroy(doc);
+	}
+	control_reply_free(&reply);
+}
+
+static bool is_our_last_run(const bson_t *run, const char *id, const struct before *b)
+{
+	const char *finished = j_str(run, "finished");
+
+	if (!same_id(run, id))
+		return false;
+	return strcmp(b->id, id) != 0 || strcmp(b->finished, finished ? finished : "") != 0;
+}
+
 /* Polls status until run `id` is the last run; its result decides. */
-static int wait_for_run(struct ctl *c, const char *id)
+static int wait_for_run(struct ctl *c, const char *id, const struct before *b)
 {
 	struct progress p = { .tty = isatty(STDOUT_FILENO) == 1, .width = 80 };
 	struct winsize ws;
@@ -801,7 +856,7 @@ static int wait_for_run(struct ctl *c, const char *id)
 			r = EXIT_FAILED;
 			goto out;
 		}
-		if (j_sub(doc, "last_run", &run) && same_id(&run, id)) {
+		if (j_sub(doc, "last_run", &run) && is_our_last_run(&run, id, b)) {
 			const char *result = j_str(&run, "result");
 			progress_clear(&p);
 			print_last_run(&run);
@@ -827,11 +882,15 @@ out:
 static int cmd_run(struct ctl *c, bool wait)
 {
 	struct control_reply reply;
+	struct before b;
 	bson_t *doc = NULL;
 	char id[128];
 	const char *rid;
-	int r = ask(c, "run", &reply);
+	int r;
 
+	if (wait)
+		snapshot_last_run(c, &b);
+	r = ask(c, "run", &reply);
 	if (r != EXIT_OK)
 		return r;
 	if (reply.code != 0) {
@@ -851,12 +910,12 @@ static int cmd_run(struct ctl *c, bool wait)
 	}
 	clean(rid, id, sizeof(id));
 	if (j_bool(doc, "coalesced"))
-		printf("run %s was already in progress\n", id);
+		printf("run %s was already in progress; the request was coalesced into it\n", id);
 	else
 		printf("started run %s\n", id);
 	fflush(stdout);
 	if (wait)
-		r = wait_for_run(c, rid);
+		r = wait_for_run(c, rid, &b);
 out:
 	if (doc != NULL)
 		bson_destroy(doc);
