@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -195,7 +196,8 @@ static int start_uploader(struct backup_run *run, struct pipeline *pl, int stdin
 			 "--content-type", (char *)content_type, pl->blob, NULL };
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = stdin_fd, .stdout_fd = -1,
-		.status_fd = sv[1], .pgid = &run->pgid, .limits = limits,
+		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.limits = limits,
 	};
 	pid = spawn_child(&req);
 	int saved = errno;
@@ -248,7 +250,8 @@ static int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
 	}
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
-		.status_fd = sv[1], .pgid = &run->pgid, .limits = &limits,
+		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.limits = &limits,
 	};
 	pid_t pid = spawn_child(&req);
 	if (pid < 0) {
@@ -965,7 +968,8 @@ static int start_lister(struct backup_run *run)
 			 "--list", NULL };
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
-		.status_fd = sv[1], .pgid = &run->pgid, .limits = &limits,
+		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.limits = &limits,
 	};
 	pid_t pid = spawn_child(&req);
 	if (pid < 0) {
@@ -1059,6 +1063,37 @@ fail:
 	finish_run(run);
 }
 
+/* The children read the configuration the supervisor accepted, not the
+ * file as it is now: a later edit, valid or not, reaches no run until a
+ * reload accepts it.  A sealed memfd, passed as fd 4, holds that text. */
+static int snapshot_config(struct backup_run *run)
+{
+	const struct mab_config *cfg = run->cfg;
+	int fd = memfd_create("mongo-azure-backup.conf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0 || cfg->text == NULL) {
+		if (fd >= 0)
+			close(fd);
+		/* No memfd (very old kernel): fall back to the file itself. */
+		if (realpath(cfg->path, run->config_path) == NULL) {
+			snprintf(run->failure, sizeof(run->failure), "%s: %s", cfg->path,
+				 strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (xwrite_all(fd, cfg->text, cfg->text_len) != 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot keep a copy of the "
+			 "configuration: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	run->config_fd = fd;
+	snprintf(run->config_path, sizeof(run->config_path), "/dev/fd/%d", CHILD_CONFIG_FD);
+	return 0;
+}
+
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 		     char *const *collections, size_t n_collections)
 {
@@ -1068,6 +1103,7 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	run->cfg = cfg;
 	run->pgid = 0;
 	run->list_fd = -1;
+	run->config_fd = -1;
 	run->start = time(NULL);
 	run->start_mono = monotonic_seconds();
 	run->deadline = run->start + cfg->run_timeout;
@@ -1079,11 +1115,8 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	static unsigned run_sequence;
 	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
 		 "-%ld-%u", (long)getpid(), ++run_sequence);
-	if (realpath(cfg->path, run->config_path) == NULL) {
-		snprintf(run->failure, sizeof(run->failure), "%s: %s", cfg->path,
-			 strerror(errno));
+	if (snapshot_config(run) != 0)
 		return -1;
-	}
 	if (collections == NULL && cfg->all_collections) {
 		run->phase = RUN_LISTING;
 		return start_lister(run);
@@ -1119,6 +1152,8 @@ void backup_run_free(struct backup_run *run)
 	if (run->list_fd >= 0)
 		close(run->list_fd);
 	free(run->list_buf);
+	if (run->config_fd >= 0)
+		close(run->config_fd);
 	bson_free(run->manifest_json);
 	memset(run, 0, sizeof(*run));
 }

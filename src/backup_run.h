@@ -76,7 +76,8 @@ enum run_phase { RUN_LISTING, RUN_MANIFEST_START, RUN_COLLECTIONS, RUN_MANIFEST_
 
 struct backup_run {
 	const struct mab_config *cfg;
-	char config_path[4096];
+	char config_path[4096];   /* what the children are given with -c */
+	int config_fd;            /* sealed memfd with the config text, or -1 */
 	char run_id[64];
 	time_t start;
 	double start_mono;

@@ -33,6 +33,7 @@
 #include "xio.h"
 
 #define MAX_POLL_FDS 1024
+#define HOOK_EXIT_GRACE_SECONDS 5.0
 
 static double wall_now(void)
 {
@@ -629,8 +630,21 @@ static int loop(struct daemon *d)
 		double mono = monotonic_seconds();
 		for (size_t i = 0; i < HOOK_MAX; i++)
 			hook_check(&d->hooks[i], mono);
-		if (d->stopping && !d->run_active)
-			return 0;
+		if (d->stopping && !d->run_active) {
+			/* Hooks get a short grace to deliver their news, then go
+			 * with their process groups: nothing outlives the daemon. */
+			bool hooks_running = false;
+			for (size_t i = 0; i < HOOK_MAX; i++) {
+				struct hook *h = &d->hooks[i];
+				if (h->pid <= 0)
+					continue;
+				hooks_running = true;
+				if (h->deadline > mono + HOOK_EXIT_GRACE_SECONDS)
+					h->deadline = mono + HOOK_EXIT_GRACE_SECONDS;
+			}
+			if (!hooks_running)
+				return 0;
+		}
 
 		int timeout = -1;
 		if (!d->stopping && d->next_run > 0) {
@@ -784,8 +798,7 @@ out:
 		close(ready_fd);
 	for (size_t i = 0; i < HOOK_MAX; i++)
 		if (d.hooks[i].pid > 0)
-			msg_info("notify: leaving the %s hook (pid %ld) running", d.hooks[i].what,
-				 (long)d.hooks[i].pid);
+			kill(-d.hooks[i].pid, SIGKILL);
 	state_free(&d.state);
 out_parent:
 	if (d.retired_cfg != NULL) {

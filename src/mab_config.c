@@ -660,6 +660,43 @@ void config_defaults(struct mab_config *cfg)
 	}
 }
 
+#define CONFIG_MAX (1 << 20)
+
+static int read_whole_file(const char *path, char **text, size_t *len,
+			   struct parse_state *ps)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	*text = NULL;
+	*len = 0;
+	if (fd < 0) {
+		report(ps, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX) {
+		report(ps, 0, "not a regular file of at most %d bytes", CONFIG_MAX);
+		close(fd);
+		return -1;
+	}
+	*text = malloc((size_t)st.st_size + 1);
+	if (*text == NULL) {
+		report(ps, 0, "out of memory");
+		close(fd);
+		return -1;
+	}
+	n = xread_full(fd, *text, (size_t)st.st_size);
+	close(fd);
+	if (n < 0) {
+		report(ps, 0, "read error: %s", strerror(errno));
+		return -1;
+	}
+	(*text)[n] = '\0';
+	*len = (size_t)n;
+	return 0;
+}
+
 int config_load(const char *path, struct mab_config *cfg,
 		config_report_fn report_fn, void *ctx)
 {
@@ -669,15 +706,20 @@ int config_load(const char *path, struct mab_config *cfg,
 	config_defaults(cfg);
 	cfg->parallel = 0;
 	cfg->path = strdup(path);
-	ps.fp = fopen(path, "re");
-	if (ps.fp == NULL) {
-		report(&ps, 0, "cannot open: %s", strerror(errno));
+	if (read_whole_file(path, &cfg->text, &cfg->text_len, &ps) != 0)
 		return ps.problems;
+	/* The text read once is what is parsed, and what the children get:
+	 * an edit to the file after this cannot reach a run. */
+	rc = 0;
+	if (cfg->text_len > 0) {
+		ps.fp = fmemopen(cfg->text, cfg->text_len, "r");
+		if (ps.fp == NULL) {
+			report(&ps, 0, "cannot parse: %s", strerror(errno));
+			return ps.problems;
+		}
+		rc = ini_parse_stream(config_line_reader, &ps, config_ini_handler, &ps);
+		fclose(ps.fp);
 	}
-	rc = ini_parse_stream(config_line_reader, &ps, config_ini_handler, &ps);
-	if (ferror(ps.fp))
-		report(&ps, ps.line, "read error: %s", strerror(errno));
-	fclose(ps.fp);
 	free(ps.physical);
 	apply_all(&ps);
 	if (rc > 0) {
@@ -702,6 +744,11 @@ void config_free(struct mab_config *cfg)
 	free_collections(cfg);
 	free(cfg->path);
 	cfg->path = NULL;
+	if (cfg->text != NULL)
+		explicit_bzero(cfg->text, cfg->text_len);
+	free(cfg->text);
+	cfg->text = NULL;
+	cfg->text_len = 0;
 }
 
 /* Reads a secret file, refusing one that others could read: a leaked key

@@ -14,6 +14,8 @@
 
 struct mab_config {
 	char *path;
+	char *text;                    /* the file as read (may hold secrets) */
+	size_t text_len;
 
 	/* [schedule] */
 	char *cron;

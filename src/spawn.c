@@ -103,8 +103,8 @@ pid_t spawn_child(const struct spawn_request *req)
 			_exit(CHILD_EXIT_PEER_GONE);
 
 		/* Move the fds out of the way of 0, 1, 3 before placing them. */
-		int fds[3] = { req->stdin_fd, req->stdout_fd, req->status_fd };
-		for (int i = 0; i < 3; i++) {
+		int fds[4] = { req->stdin_fd, req->stdout_fd, req->status_fd, req->config_fd };
+		for (int i = 0; i < 4; i++) {
 			if (fds[i] < 0 || fds[i] > 10)
 				continue;
 			int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 11);
@@ -132,8 +132,14 @@ pid_t spawn_child(const struct spawn_request *req)
 		} else {
 			close(CHILD_STATUS_FD);
 		}
-		/* Everything above fd 3 goes at exec, the report pipe included. */
-		cloexec_from(CHILD_STATUS_FD + 1);
+		if (fds[3] >= 0) {
+			if (dup2(fds[3], CHILD_CONFIG_FD) < 0)
+				child_fail(report[1], 4);
+		} else {
+			close(CHILD_CONFIG_FD);
+		}
+		/* Everything above fd 4 goes at exec, the report pipe included. */
+		cloexec_from(CHILD_CONFIG_FD + 1);
 
 		if (req->limits != NULL) {
 			set_limit(RLIMIT_CORE, 0);
