@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "backup_run.h"
+#include "breaker.h"
 #include "child_status.h"
 #include "log.h"
 #include "manifest.h"
@@ -357,13 +358,50 @@ static bool export_retryable(const struct pipeline *pl)
 	return strcmp(pl->producer.error_class, ERR_CLASS_MONGO) == 0;
 }
 
+/* What an ended pipeline says about the storage, for the breaker. */
+static bool storage_transient_failure(const struct pipeline *pl)
+{
+	const char *class = pl->uploader.error_class;
+
+	return pl->uploader.started && !side_succeeded(&pl->uploader) &&
+	       (strcmp(class, ERR_CLASS_SERVER) == 0 || strcmp(class, ERR_CLASS_TRANSPORT) == 0);
+}
+
+static void tell_breaker(struct backup_run *run, const struct pipeline *pl)
+{
+	if (pipeline_succeeded(pl))
+		breaker_success(run->breaker);
+	else if (storage_transient_failure(pl))
+		breaker_failure(run->breaker, time(NULL));
+	else
+		breaker_release(run->breaker);
+}
+
+static int storage_retry_delay(int storage_failures)
+{
+	int shift = storage_failures < 5 ? storage_failures : 5;
+
+	return 1 << shift;   /* 2, 4, ... 32 s; the breaker paces it further */
+}
+
 static void job_pipeline_over(struct backup_run *run, struct collection_job *job)
 {
 	struct pipeline *pl = &job->pl;
 	char why[600];
 
+	tell_breaker(run, pl);
 	if (!pipeline_succeeded(pl)) {
 		pipeline_failure(pl, "export-collection", why, sizeof(why));
+		if (!run->cancelled && storage_transient_failure(pl) &&
+		    strcmp(pl->producer.error_class, ERR_CLASS_MONGO) != 0) {
+			/* An outage delays the backup; only run_timeout ends it. */
+			int delay = storage_retry_delay(++job->storage_failures);
+			msg_warn("collection %s: the storage failed (%s); queued again, next "
+				 "attempt in %d s or when the breaker allows", job->name, why, delay);
+			job->state = JOB_QUEUED;
+			job->not_before = time(NULL) + delay;
+			return;
+		}
 		if (!run->cancelled && export_retryable(pl) &&
 		    job->attempts <= run->cfg->export_retries) {
 			int delay = EXPORT_RETRY_BASE_SECONDS << (job->attempts - 1);
@@ -382,18 +420,10 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 		job->gzip_bytes = pl->uploaded_bytes;
 		snprintf(job->md5, sizeof(job->md5), "%s", pl->md5);
 		snprintf(job->sha256, sizeof(job->sha256), "%s", pl->sha256);
-		char err[256];
-		pipeline_init(pl, job->metadata_blob);
-		job->state = JOB_METADATA;
-		if (start_export_pipeline(run, pl, job->name, true, err, sizeof(err)) != 0) {
-			/* No children were left running that need waiting for, except
-			 * possibly the uploader, which was told to abort. */
-			snprintf(pl->producer.error, sizeof(pl->producer.error), "%s", err);
-			snprintf(pl->producer.error_class, sizeof(pl->producer.error_class),
-				 "%s", ERR_CLASS_LOCAL);
-			if (pipeline_done(pl))
-				job_fail(run, job, err);
-		}
+		/* The metadata blob waits its turn like any upload. */
+		job->data_done = true;
+		job->state = JOB_QUEUED;
+		job->not_before = 0;
 		return;
 	}
 	job_succeeded(run, job);
@@ -409,19 +439,28 @@ static void start_jobs(struct backup_run *run)
 
 		if (job->state != JOB_QUEUED || job->not_before > now)
 			continue;
-		job->attempts++;
-		if (job->attempts == 1)
-			job->started = monotonic_seconds();
-		pipeline_init(&job->pl, job->blob);
-		job->state = JOB_DATA;
-		msg_debug("collection %s: starting export to %s (attempt %d)", job->name,
-			  job->blob, job->attempts);
-		if (start_export_pipeline(run, &job->pl, job->name, false, err, sizeof(err)) != 0) {
+		/* While the breaker is open nothing new talks to the storage. */
+		if (!breaker_allow(run->breaker, now))
+			return;
+		if (!job->data_done) {
+			job->attempts++;
+			if (job->started == 0)
+				job->started = monotonic_seconds();
+		}
+		pipeline_init(&job->pl, job->data_done ? job->metadata_blob : job->blob);
+		job->state = job->data_done ? JOB_METADATA : JOB_DATA;
+		msg_debug("collection %s: starting %s to %s (attempt %d)", job->name,
+			  job->data_done ? "metadata export" : "export", job->pl.blob,
+			  job->attempts);
+		if (start_export_pipeline(run, &job->pl, job->name, job->data_done, err,
+					  sizeof(err)) != 0) {
 			snprintf(job->pl.producer.error, sizeof(job->pl.producer.error), "%s", err);
 			snprintf(job->pl.producer.error_class,
 				 sizeof(job->pl.producer.error_class), "%s", ERR_CLASS_LOCAL);
-			if (pipeline_done(&job->pl))
+			if (pipeline_done(&job->pl)) {
+				breaker_release(run->breaker);
 				job_fail(run, job, err);
+			}
 		}
 	}
 }
@@ -471,6 +510,73 @@ static void finish_run(struct backup_run *run)
 	log_run_result(run);
 }
 
+enum manifest_progress { MANIFEST_PENDING, MANIFEST_WRITTEN, MANIFEST_GAVE_UP };
+
+/* Writes the manifest (incomplete at the start, final at the end) through
+ * the breaker: a transient storage failure waits and tries again until the
+ * run's deadline; anything else gives up at once. */
+static enum manifest_progress manifest_step(struct backup_run *run, bool final)
+{
+	struct pipeline *pl = &run->manifest;
+	char why[600];
+
+	if (!run->manifest_started) {
+		if (run->cancelled) {
+			if (!run->failure[0])
+				snprintf(run->failure, sizeof(run->failure), "cancelled");
+			goto give_up_quietly;
+		}
+		if (time(NULL) < run->manifest_not_before ||
+		    !breaker_allow(run->breaker, time(NULL)))
+			return MANIFEST_PENDING;
+		run->manifest_started = true;
+		if (start_manifest_upload(run, final) != 0) {
+			breaker_release(run->breaker);
+			goto give_up_quietly;
+		}
+	}
+	pipeline_decide(pl);
+	if (!pipeline_done(pl))
+		return MANIFEST_PENDING;
+	tell_breaker(run, pl);
+	if (pipeline_succeeded(pl))
+		return MANIFEST_WRITTEN;
+	pipeline_failure(pl, "the supervisor", why, sizeof(why));
+	if (!run->cancelled && storage_transient_failure(pl)) {
+		int delay = storage_retry_delay(++run->manifest_failures);
+		msg_warn("%s: the storage failed (%s); trying again in %d s or when the "
+			 "breaker allows", run->manifest_blob, why, delay);
+		run->manifest_started = false;
+		run->manifest_not_before = time(NULL) + delay;
+		pipeline_init(pl, run->manifest_blob);
+		return MANIFEST_PENDING;
+	}
+	if (run->cancelled)
+		;	/* the reason for the cancel says more than "aborted" */
+	else if (final)
+		snprintf(run->failure, sizeof(run->failure), "could not write the final %s: %s",
+			 run->manifest_blob, why);
+	else
+		snprintf(run->failure, sizeof(run->failure),
+			 "could not write %s, so no collection was exported: %s",
+			 run->manifest_blob, why);
+give_up_quietly:
+	run->manifest_failed = true;
+	if (!final) {
+		for (size_t i = 0; i < run->n_jobs; i++) {
+			if (run->jobs[i].state == JOB_FAILED)
+				continue;
+			run->jobs[i].state = JOB_FAILED;
+			snprintf(run->jobs[i].error, sizeof(run->jobs[i].error),
+				 "not attempted: %s", run->failure);
+		}
+		run->n_failed = (int)run->n_jobs;
+		run->phase = RUN_MANIFEST_END;
+		finish_run(run);
+	}
+	return MANIFEST_GAVE_UP;
+}
+
 void backup_run_step(struct backup_run *run)
 {
 	double now = monotonic_seconds();
@@ -507,26 +613,8 @@ void backup_run_step(struct backup_run *run)
 		finish_listing(run);
 		return;
 	case RUN_MANIFEST_START:
-		pipeline_decide(&run->manifest);
-		if (!pipeline_done(&run->manifest))
+		if (manifest_step(run, false) != MANIFEST_WRITTEN)
 			return;
-		if (!pipeline_succeeded(&run->manifest)) {
-			char why[600];
-			pipeline_failure(&run->manifest, "the supervisor", why, sizeof(why));
-			snprintf(run->failure, sizeof(run->failure),
-				 "could not write %s, so no collection was exported: %s",
-				 run->manifest_blob, why);
-			run->manifest_failed = true;
-			for (size_t i = 0; i < run->n_jobs; i++) {
-				run->jobs[i].state = JOB_FAILED;
-				snprintf(run->jobs[i].error, sizeof(run->jobs[i].error),
-					 "not attempted: the storage is unusable");
-			}
-			run->n_failed = (int)run->n_jobs;
-			run->finish_wall = wall_seconds();
-			finish_run(run);
-			return;
-		}
 		run->phase = RUN_COLLECTIONS;
 		/* fall through */
 	case RUN_COLLECTIONS:
@@ -546,24 +634,12 @@ void backup_run_step(struct backup_run *run)
 			finish_run(run);
 			return;
 		}
-		if (start_manifest_upload(run, true) != 0) {
-			run->manifest_failed = true;
-			finish_run(run);
-			return;
-		}
 		run->phase = RUN_MANIFEST_END;
-		return;
+		run->manifest_started = false;
+		/* fall through */
 	case RUN_MANIFEST_END:
-		pipeline_decide(&run->manifest);
-		if (!pipeline_done(&run->manifest))
+		if (manifest_step(run, true) == MANIFEST_PENDING)
 			return;
-		if (!pipeline_succeeded(&run->manifest)) {
-			char why[600];
-			pipeline_failure(&run->manifest, "the supervisor", why, sizeof(why));
-			snprintf(run->failure, sizeof(run->failure),
-				 "could not write the final %s: %s", run->manifest_blob, why);
-			run->manifest_failed = true;
-		}
 		finish_run(run);
 		return;
 	case RUN_FINISHED:
@@ -822,6 +898,7 @@ int backup_run_timeout_ms(const struct backup_run *run)
 {
 	double wait = -1;
 	time_t now = time(NULL);
+	int breaker_wait = breaker_wait_seconds(run->breaker, now);
 
 	if (run->phase == RUN_FINISHED)
 		return -1;
@@ -832,10 +909,22 @@ int backup_run_timeout_ms(const struct backup_run *run)
 		if (wait < 0 || k < wait)
 			wait = k;
 	}
+	/* Work that waits for a moment or for the breaker needs a wake-up. */
+	bool manifest_waiting = (run->phase == RUN_MANIFEST_START ||
+				 run->phase == RUN_MANIFEST_END) && !run->manifest_started;
+	if (manifest_waiting) {
+		double w = (double)(run->manifest_not_before - now);
+		if (w < breaker_wait)
+			w = breaker_wait;
+		if (wait < 0 || w < wait)
+			wait = w;
+	}
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		if (run->jobs[i].state != JOB_QUEUED || run->phase != RUN_COLLECTIONS)
 			continue;
 		double w = (double)(run->jobs[i].not_before - now);
+		if (w < breaker_wait)
+			w = breaker_wait;
 		if (wait < 0 || w < wait)
 			wait = w;
 	}
@@ -942,11 +1031,9 @@ static int begin_collections(struct backup_run *run, char *const *collections, s
 		 "set %s", run->run_id, run->n_jobs, run->cfg->database, run->cfg->container,
 		 run->set_folder);
 	run->phase = RUN_MANIFEST_START;
-	if (start_manifest_upload(run, false) != 0) {
-		run->manifest_failed = true;
-		return -1;
-	}
-	return 0;
+	run->manifest_started = false;
+	backup_run_step(run);
+	return run->phase == RUN_FINISHED ? -1 : 0;
 }
 
 static int start_lister(struct backup_run *run)
@@ -1095,12 +1182,13 @@ static int snapshot_config(struct backup_run *run)
 }
 
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     char *const *collections, size_t n_collections)
+		     struct breaker *breaker, char *const *collections, size_t n_collections)
 {
 	struct tm tm;
 
 	memset(run, 0, sizeof(*run));
 	run->cfg = cfg;
+	run->breaker = breaker;
 	run->pgid = 0;
 	run->list_fd = -1;
 	run->config_fd = -1;

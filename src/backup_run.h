@@ -69,6 +69,8 @@ struct collection_job {
 	char md5[32];
 	char sha256[72];
 	double started, seconds;
+	bool data_done;           /* data blob committed; metadata next */
+	int storage_failures;     /* transient storage failures so far */
 	char error[600];
 };
 
@@ -90,6 +92,10 @@ struct backup_run {
 	char manifest_blob[BLOB_NAME_MAX];
 	struct pipeline manifest;
 	char *manifest_json;
+	bool manifest_started;
+	time_t manifest_not_before;
+	int manifest_failures;
+	struct breaker *breaker;
 	/* collections = *: export-collection --list, NUL-separated names */
 	struct side lister;
 	int list_fd;
@@ -105,9 +111,11 @@ struct backup_run {
 	int n_ok, n_failed;
 };
 
-/* Prepares a run over the given collection names (NULL: the config's list). */
+struct breaker;
+/* Prepares a run over the given collection names (NULL: the config's list).
+ * Every upload asks the storage breaker first and reports back to it. */
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     char *const *collections, size_t n_collections);
+		     struct breaker *breaker, char *const *collections, size_t n_collections);
 /* Fills up to max pollfds; returns how many. */
 size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max);
 /* Milliseconds until the run wants to be woken without an event (-1: never). */

@@ -73,7 +73,8 @@ static int start_run(struct daemon *d, const char *why, char *err, size_t errlen
 	}
 	msg_info("%s: starting a backup run", why);
 	d->run_active = true;
-	if (backup_run_start(&d->run, d->cfg, NULL, 0) != 0 && d->run.phase != RUN_FINISHED) {
+	if (backup_run_start(&d->run, d->cfg, &d->breaker, NULL, 0) != 0 &&
+	    d->run.phase != RUN_FINISHED) {
 		/* Could not even begin (e.g. the config file vanished): a failed run. */
 		msg_error("cannot start the run: %s", d->run.failure);
 		d->run.finish_wall = wall_now();
@@ -124,10 +125,20 @@ static void write_metrics_textfile(struct daemon *d)
 	free(text);
 }
 
+static void breaker_to_state(struct daemon *d)
+{
+	snprintf(d->state.breaker_state, sizeof(d->state.breaker_state), "%s",
+		 breaker_state_name(d->breaker.state));
+	d->state.breaker_failures = d->breaker.failures;
+	d->state.breaker_opened = d->breaker.opened_at;
+	d->state.breaker_transitions = d->breaker.transitions;
+}
+
 static void save_state(struct daemon *d)
 {
 	char err[512];
 
+	breaker_to_state(d);
 	if (state_save(d->cfg->state_dir, &d->state, err, sizeof(err)) != 0)
 		msg_error("state: %s; the last run will be forgotten at restart", err);
 }
@@ -204,6 +215,35 @@ static void run_finished(struct daemon *d)
 	}
 }
 
+static void breaker_changed(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	/* Persisted at once: a restart during an outage must not forget it. */
+	save_state(d);
+	write_metrics_textfile(d);
+}
+
+static void breaker_from_state(struct daemon *d)
+{
+	int s = breaker_state_from_name(d->state.breaker_state);
+
+	breaker_init(&d->breaker, d->cfg->failure_threshold, d->cfg->open_seconds);
+	d->breaker.state = s < 0 ? BREAKER_CLOSED : (enum breaker_state)s;
+	/* A half-open trial died with the old process: open again, and let the
+	 * clock decide when to try. */
+	if (d->breaker.state == BREAKER_HALF_OPEN)
+		d->breaker.state = BREAKER_OPEN;
+	d->breaker.failures = d->state.breaker_failures;
+	d->breaker.opened_at = d->state.breaker_opened;
+	d->breaker.transitions = d->state.breaker_transitions;
+	d->breaker.on_change = breaker_changed;
+	d->breaker.ctx = d;
+	if (d->breaker.state != BREAKER_CLOSED)
+		msg_notice("breaker: %s since the last start (%d consecutive failures)",
+			   breaker_state_name(d->breaker.state), d->breaker.failures);
+}
+
 /* ---- configuration reload ---- */
 
 static void log_reload_problem(void *ctx, const char *message)
@@ -248,6 +288,8 @@ static void reload(struct daemon *d)
 	}
 	d->cfg = fresh;
 	d->cron = expr;
+	d->breaker.threshold = fresh->failure_threshold;
+	d->breaker.open_seconds = fresh->open_seconds;
 	log_set_level(fresh->log_level);
 	schedule_next(d, time(NULL));
 	msg_info("reload: configuration %s re-read; schedule '%s' (%s)", d->conf_path,
@@ -539,6 +581,7 @@ static int service_init(struct daemon *d, char *err, size_t errlen)
 	}
 	if (r > 0)
 		msg_warn("state: %s; starting with an empty state", why);
+	breaker_from_state(d);
 	handlers = handlers_template;
 	handlers.ctx = d;
 	d->control = control_open(d->cfg->control_socket, d->cfg->control_group, id.uid,

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "backup_run.h"
+#include "breaker.h"
 #include "cron.h"
 #include "hook.h"
 #include "mab_config.h"
@@ -26,6 +27,7 @@ struct daemon {
 	bool run_active;
 	uint64_t coalesced;
 	struct daemon_state state;
+	struct breaker breaker;          /* mirrored into state, which persists it */
 	struct control_server *control;
 	int pid_fd;
 	int signal_fd;

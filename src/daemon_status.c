@@ -113,6 +113,7 @@ static void append_current_run(bson_t *doc, const struct daemon *d)
 	BSON_APPEND_UTF8(&cur, "run_id", run->run_id);
 	format_utc(run->start, stamp, sizeof(stamp));
 	BSON_APPEND_UTF8(&cur, "started", stamp);
+	BSON_APPEND_BOOL(&cur, "waiting_for_storage", d->breaker.state == BREAKER_OPEN);
 	BSON_APPEND_UTF8(&cur, "phase", run->phase == RUN_LISTING ? "listing" :
 			 run->phase == RUN_MANIFEST_START ? "starting" :
 			 run->phase == RUN_COLLECTIONS ? "collections" : "finishing");
@@ -175,8 +176,13 @@ char *daemon_status_json(struct daemon *d)
 	BSON_APPEND_UTF8(&doc, "schedule", d->cfg->cron);
 	BSON_APPEND_UTF8(&doc, "timezone", d->cfg->timezone);
 	BSON_APPEND_DOCUMENT_BEGIN(&doc, "breaker", &breaker);
-	BSON_APPEND_UTF8(&breaker, "state", d->state.breaker_state);
-	BSON_APPEND_INT32(&breaker, "failures", d->state.breaker_failures);
+	BSON_APPEND_UTF8(&breaker, "state", breaker_state_name(d->breaker.state));
+	BSON_APPEND_INT32(&breaker, "failures", d->breaker.failures);
+	BSON_APPEND_INT64(&breaker, "transitions", (int64_t)d->breaker.transitions);
+	if (d->breaker.state == BREAKER_OPEN) {
+		int wait = breaker_wait_seconds(&d->breaker, time(NULL));
+		BSON_APPEND_INT32(&breaker, "retry_in_seconds", wait);
+	}
 	bson_append_document_end(&doc, &breaker);
 	if (d->state.last_complete_set[0]) {
 		BSON_APPEND_DOCUMENT_BEGIN(&doc, "last_complete_set", &last);
@@ -321,11 +327,12 @@ char *daemon_metrics_text(struct daemon *d)
 		"# TYPE mongo_azure_backup_breaker_state gauge\n");
 	for (size_t i = 0; i < 3; i++)
 		fprintf(fp, "mongo_azure_backup_breaker_state{state=\"%s\"} %d\n",
-			breaker_states[i], strcmp(d->state.breaker_state, breaker_states[i]) == 0);
+			breaker_states[i],
+			strcmp(breaker_state_name(d->breaker.state), breaker_states[i]) == 0);
 	fprintf(fp, "# HELP mongo_azure_backup_breaker_transitions_total Breaker state changes.\n"
 		"# TYPE mongo_azure_backup_breaker_transitions_total counter\n"
 		"mongo_azure_backup_breaker_transitions_total %llu\n",
-		(unsigned long long)d->state.breaker_transitions);
+		(unsigned long long)d->breaker.transitions);
 	fprintf(fp, "# HELP mongo_azure_backup_coalesced_triggers_total Scheduled runs folded "
 		"into one already going.\n"
 		"# TYPE mongo_azure_backup_coalesced_triggers_total counter\n"

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "backup_run.h"
+#include "breaker.h"
 #include "daemon.h"
 #include "log.h"
 #include "mab_config.h"
@@ -123,7 +124,10 @@ static int run_once(const struct mab_config *cfg)
 		msg_error("cannot set up signal handling: %s", strerror(errno));
 		return EXIT_FAILED;
 	}
-	if (backup_run_start(&run, cfg, NULL, 0) != 0) {
+	/* --once keeps its breaker for this run only; the service's persists. */
+	struct breaker breaker;
+	breaker_init(&breaker, cfg->failure_threshold, cfg->open_seconds);
+	if (backup_run_start(&run, cfg, &breaker, NULL, 0) != 0) {
 		if (run.failure[0] && run.phase != RUN_FINISHED)
 			msg_error("cannot start the run: %s", run.failure);
 		goto out;

@@ -226,13 +226,20 @@ class TestAzureFailures(FailureTestCase):
         self.assertEqual(self.blob_names(), [])
 
     def test_azure_down(self):
+        """An outage waits for the storage (breaker) until run_timeout, then
+        fails cleanly."""
         self.seed(big=False)
         port = h.free_port()
         cs = h.connection_string(port)
-        conf = self.write_config(collections="small, types", connection_string=cs)
+        conf = self.write_config(collections="small, types", connection_string=cs,
+                                 limits={"run_timeout": "12s"},
+                                 breaker={"failure_threshold": 2, "open_seconds": 2})
         rc, log, elapsed = self.run_backup(conf, timeout=120)
         self.assertExit(rc, 1, log)
+        self.assertGreater(elapsed, 10, "gave up before run_timeout\n%s" % log)
         self.assertLess(elapsed, 45, "took %.1f s against a closed port\n%s" % (elapsed, log))
+        self.assertLogMatches(log, r"breaker: open", "the breaker opening")
+        self.assertLogMatches(log, r"run_timeout", "the run ending at run_timeout")
         self.assertLogMatches(log, r"(connect|refused|unreachable|transport|network)",
                               "saying the storage endpoint cannot be reached")
 

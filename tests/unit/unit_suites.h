@@ -9,5 +9,6 @@ Suite *paths_suite(void);
 Suite *status_suite(void);
 Suite *manifest_suite(void);
 Suite *state_suite(void);
+Suite *breaker_suite(void);
 
 #endif
