@@ -361,8 +361,10 @@ int main(int argc, char **argv)
 		rc = fail(&u, &err);
 		goto out;
 	}
-	msg_info("uploaded %s/%s: %" PRIu64 " bytes in %" PRIu64 " blocks, %.1f s "
-		 "(%.1f MB/s), %" PRIu64 " retries", client->container, u.blob, st->bytes_read,
+	/* Under the supervisor its own summary line says it all. */
+	msg_log(u.status_fd >= 0 ? LOG_DEBUG : LOG_INFO,
+		"uploaded %s (container %s): %" PRIu64 " bytes in %" PRIu64 " blocks, %.1f s "
+		 "(%.1f MB/s), %" PRIu64 " retries", u.blob, client->container, st->bytes_read,
 		 st->blocks, st->seconds,
 		 st->seconds > 0 ? (double)st->bytes_read / 1e6 / st->seconds : 0.0,
 		 st->retries);
