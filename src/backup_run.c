@@ -583,7 +583,7 @@ void backup_run_step(struct backup_run *run)
 
 	if (run->phase == RUN_FINISHED)
 		return;
-	if (!run->cancelled && run->deadline > 0 && time(NULL) >= run->deadline) {
+	if (!run->cancelled && run->deadline > 0 && monotonic_seconds() >= run->deadline) {
 		run->timed_out = true;
 		backup_run_cancel(run, "the run exceeded [limits] run_timeout");
 	}
@@ -896,18 +896,22 @@ bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
 
 int backup_run_timeout_ms(const struct backup_run *run)
 {
-	double wait = -1;
+	double wait = 0;
+	bool have_wait = false;
 	time_t now = time(NULL);
 	int breaker_wait = breaker_wait_seconds(run->breaker, now);
 
 	if (run->phase == RUN_FINISHED)
 		return -1;
-	if (run->deadline > 0)
-		wait = (double)(run->deadline - now);
+	if (run->deadline > 0) {
+		wait = run->deadline - monotonic_seconds();
+		have_wait = true;
+	}
 	if (run->cancelled && !run->killed) {
 		double k = run->kill_at - monotonic_seconds();
-		if (wait < 0 || k < wait)
+		if (!have_wait || k < wait)
 			wait = k;
+		have_wait = true;
 	}
 	/* Work that waits for a moment or for the breaker needs a wake-up. */
 	bool manifest_waiting = (run->phase == RUN_MANIFEST_START ||
@@ -916,8 +920,9 @@ int backup_run_timeout_ms(const struct backup_run *run)
 		double w = (double)(run->manifest_not_before - now);
 		if (w < breaker_wait)
 			w = breaker_wait;
-		if (wait < 0 || w < wait)
+		if (!have_wait || w < wait)
 			wait = w;
+		have_wait = true;
 	}
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		if (run->jobs[i].state != JOB_QUEUED || run->phase != RUN_COLLECTIONS)
@@ -925,11 +930,14 @@ int backup_run_timeout_ms(const struct backup_run *run)
 		double w = (double)(run->jobs[i].not_before - now);
 		if (w < breaker_wait)
 			w = breaker_wait;
-		if (wait < 0 || w < wait)
+		if (!have_wait || w < wait)
 			wait = w;
+		have_wait = true;
 	}
-	if (wait < 0)
-		return wait == -1 ? -1 : 0;
+	if (!have_wait)
+		return -1;
+	if (wait <= 0)
+		return 0;
 	return wait > 3600 ? 3600 * 1000 : (int)(wait * 1000) + 1;
 }
 
@@ -1194,7 +1202,7 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	run->config_fd = -1;
 	run->start = time(NULL);
 	run->start_mono = monotonic_seconds();
-	run->deadline = run->start + cfg->run_timeout;
+	run->deadline = run->start_mono + cfg->run_timeout;
 	pipeline_init(&run->manifest, "");
 	side_init(&run->lister);
 	gmtime_r(&run->start, &tm);

@@ -84,7 +84,7 @@ struct backup_run {
 	time_t start;
 	double start_mono;
 	double finish_wall;
-	time_t deadline;
+	double deadline;          /* monotonic seconds: run_timeout */
 	enum run_phase phase;
 	struct collection_job *jobs;
 	size_t n_jobs;
