@@ -497,8 +497,9 @@ static void log_run_result(struct backup_run *run)
 			  "set %s is marked incomplete", run->run_id, seconds, run->n_failed,
 			  run->n_jobs, names, run->set_folder);
 	} else {
-		msg_info("run %s: complete after %.1f s: %zu collections, set %s",
-			 run->run_id, seconds, run->n_jobs, run->set_folder);
+		msg_info("run %s: complete after %.1f s: %zu collections, set %s%s%s",
+			 run->run_id, seconds, run->n_jobs, run->set_folder,
+			 run->retention_summary[0] ? "; retention: " : "", run->retention_summary);
 	}
 }
 
@@ -508,6 +509,79 @@ static void finish_run(struct backup_run *run)
 	if (run->finish_wall == 0)
 		run->finish_wall = wall_seconds();
 	log_run_result(run);
+}
+
+/* prune-sets, after a complete run, through the breaker like any storage
+ * work.  Its failure is logged but does not undo the backup: the run stays
+ * complete, and the next run prunes again. */
+static int start_pruner(struct backup_run *run)
+{
+	char path[PATH_MAX];
+	int sv[2];
+	struct spawn_limits limits;
+
+	if (!breaker_allow(run->breaker, time(NULL))) {
+		msg_warn("retention: skipped, the storage breaker is open; the next run "
+			 "prunes instead");
+		snprintf(run->retention_summary, sizeof(run->retention_summary),
+			 "skipped: the storage breaker is open");
+		return -1;
+	}
+	run_limits(run, &limits);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		msg_error("retention: cannot create a socket: %s", strerror(errno));
+		breaker_release(run->breaker);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/prune-sets", helper_dir());
+	char *argv[] = { "prune-sets", "-c", run->config_path, "--status-fd", "3",
+			 "--current-set", run->set_folder, NULL };
+	struct spawn_request req = {
+		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = -1,
+		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.limits = &limits,
+	};
+	pid_t pid = spawn_child(&req);
+	int saved = errno;
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		msg_error("retention: cannot start %s: %s", path, strerror(saved));
+		breaker_release(run->breaker);
+		return -1;
+	}
+	fd_set_nonblock(sv[0], 1);
+	run->pruner.pid = pid;
+	run->pruner.started = true;
+	run->pruner.status_fd = sv[0];
+	return 0;
+}
+
+static void retention_over(struct backup_run *run)
+{
+	struct side *p = &run->pruner;
+
+	run->retention_done = true;
+	if (side_succeeded(p)) {
+		breaker_success(run->breaker);
+		snprintf(run->retention_summary, sizeof(run->retention_summary),
+			 "%llu sets deleted (%llu blobs), %llu kept",
+			 (unsigned long long)p->documents, (unsigned long long)p->bson_bytes,
+			 (unsigned long long)p->gzip_bytes);
+		msg_info("retention: %s", run->retention_summary);
+		return;
+	}
+	if (strcmp(p->error_class, ERR_CLASS_SERVER) == 0 ||
+	    strcmp(p->error_class, ERR_CLASS_TRANSPORT) == 0)
+		breaker_failure(run->breaker, time(NULL));
+	else
+		breaker_release(run->breaker);
+	char how[96];
+	describe_exit(p->wait_status, how, sizeof(how));
+	snprintf(run->retention_summary, sizeof(run->retention_summary), "failed: %s",
+		 p->error[0] ? p->error : how);
+	msg_error("retention: %s; no backup set was lost, the next run tries again",
+		  run->retention_summary + 8);
 }
 
 enum manifest_progress { MANIFEST_PENDING, MANIFEST_WRITTEN, MANIFEST_GAVE_UP };
@@ -640,6 +714,22 @@ void backup_run_step(struct backup_run *run)
 	case RUN_MANIFEST_END:
 		if (manifest_step(run, true) == MANIFEST_PENDING)
 			return;
+		/* Retention only ever follows a complete run. */
+		if (backup_run_exit_code(run) != 0 || run->cancelled) {
+			finish_run(run);
+			return;
+		}
+		run->phase = RUN_RETENTION;
+		run->backup_complete = true;
+		if (start_pruner(run) != 0) {
+			finish_run(run);
+			return;
+		}
+		/* fall through */
+	case RUN_RETENTION:
+		if (!side_done(&run->pruner))
+			return;
+		retention_over(run);
 		finish_run(run);
 		return;
 	case RUN_FINISHED:
@@ -697,6 +787,11 @@ static void side_result(struct pipeline *pl, struct side *s, bool is_uploader,
 			snprintf(pl->md5, sizeof(pl->md5), "%s", md5 ? md5 : "");
 			snprintf(pl->sha256, sizeof(pl->sha256), "%s", sha ? sha : "");
 			pl->uploaded_bytes = status_get_u64(&rec, "bytes", 0);
+		} else if (status_get(&rec, "sets_deleted") != NULL) {
+			/* prune-sets: kept in the same three counters */
+			s->documents = status_get_u64(&rec, "sets_deleted", 0);
+			s->bson_bytes = status_get_u64(&rec, "blobs_deleted", 0);
+			s->gzip_bytes = status_get_u64(&rec, "sets_kept", 0);
 		} else {
 			s->documents = status_get_u64(&rec, "documents", 0);
 			s->bson_bytes = status_get_u64(&rec, "bson_bytes", 0);
@@ -779,6 +874,8 @@ size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max
 		fds[n++] = (struct pollfd){ .fd = run->lister.status_fd, .events = POLLIN };
 	if (run->list_fd >= 0 && n < max)
 		fds[n++] = (struct pollfd){ .fd = run->list_fd, .events = POLLIN };
+	if (run->pruner.status_fd >= 0 && n < max)
+		fds[n++] = (struct pollfd){ .fd = run->pruner.status_fd, .events = POLLIN };
 	n += pipeline_pollfds(&run->manifest, fds + n, max - n);
 
 	for (size_t i = 0; i < run->n_jobs; i++)
@@ -816,6 +913,8 @@ void backup_run_handle_fds(struct backup_run *run, const struct pollfd *fds, siz
 			side_read(&run->manifest, &run->lister, false);
 		else if (fds[i].fd == run->list_fd)
 			read_list(run);
+		else if (fds[i].fd == run->pruner.status_fd)
+			side_read(&run->manifest, &run->pruner, false);
 	}
 	pipeline_handle(&run->manifest, fds, n);
 	for (size_t i = 0; i < run->n_jobs; i++) {
@@ -877,6 +976,12 @@ static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status,
 bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
 			     const struct rusage *usage)
 {
+	if (pid > 0 && pid == run->pruner.pid) {
+		side_reaped(&run->pruner, pid, wait_status);
+		if (run->pruner.status_fd >= 0)
+			side_read(&run->manifest, &run->pruner, false);
+		return true;
+	}
 	if (pid > 0 && pid == run->lister.pid) {
 		side_reaped(&run->lister, pid, wait_status);
 		if (run->lister.status_fd >= 0)
@@ -976,6 +1081,7 @@ void backup_run_cancel(struct backup_run *run, const char *why)
 			signal_side(&pl->uploader, SIGTERM);
 	}
 	signal_side(&run->lister, SIGTERM);
+	signal_side(&run->pruner, SIGTERM);
 	if (run->phase == RUN_MANIFEST_START) {
 		run->manifest.decided = true;
 		send_to_uploader(&run->manifest, "abort");
@@ -985,6 +1091,9 @@ void backup_run_cancel(struct backup_run *run, const char *why)
 
 int backup_run_exit_code(const struct backup_run *run)
 {
+	/* A stop during retention does not undo a complete backup. */
+	if (run->backup_complete)
+		return 0;
 	if (run->manifest_failed || run->cancelled || run->n_failed > 0 ||
 	    run->n_ok != (int)run->n_jobs)
 		return 1;
@@ -1205,6 +1314,7 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	run->deadline = run->start_mono + cfg->run_timeout;
 	pipeline_init(&run->manifest, "");
 	side_init(&run->lister);
+	side_init(&run->pruner);
 	gmtime_r(&run->start, &tm);
 	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
 	/* The sequence keeps ids unique when two runs start in one second. */
@@ -1245,6 +1355,8 @@ void backup_run_free(struct backup_run *run)
 	free(run->jobs);
 	if (run->lister.status_fd >= 0)
 		close(run->lister.status_fd);
+	if (run->pruner.status_fd >= 0)
+		close(run->pruner.status_fd);
 	if (run->list_fd >= 0)
 		close(run->list_fd);
 	free(run->list_buf);

@@ -74,7 +74,8 @@ struct collection_job {
 	char error[600];
 };
 
-enum run_phase { RUN_LISTING, RUN_MANIFEST_START, RUN_COLLECTIONS, RUN_MANIFEST_END, RUN_FINISHED };
+enum run_phase { RUN_LISTING, RUN_MANIFEST_START, RUN_COLLECTIONS, RUN_MANIFEST_END,
+		 RUN_RETENTION, RUN_FINISHED };
 
 struct backup_run {
 	const struct mab_config *cfg;
@@ -98,6 +99,11 @@ struct backup_run {
 	struct breaker *breaker;
 	/* collections = *: export-collection --list, NUL-separated names */
 	struct side lister;
+	/* retention after a complete run: prune-sets */
+	struct side pruner;
+	bool retention_done;
+	bool backup_complete;     /* every collection and the final manifest committed */
+	char retention_summary[256];
 	int list_fd;
 	char *list_buf;
 	size_t list_len;

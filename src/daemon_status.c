@@ -39,6 +39,8 @@ static void format_local(time_t t, const char *zone, char *out, size_t len)
 
 enum run_result daemon_run_result(const struct backup_run *run)
 {
+	if (run->backup_complete)
+		return RESULT_COMPLETE;
 	if (run->cancelled && !run->timed_out)
 		return RESULT_CANCELLED;
 	if (backup_run_exit_code(run) == 0)
@@ -75,6 +77,8 @@ bson_t *daemon_run_record(const struct backup_run *run, enum run_result result)
 	BSON_APPEND_UTF8(doc, "set", run->set_folder);
 	if (run->failure[0])
 		BSON_APPEND_UTF8(doc, "error", run->failure);
+	if (run->retention_summary[0])
+		BSON_APPEND_UTF8(doc, "retention", run->retention_summary);
 	BSON_APPEND_ARRAY_BEGIN(doc, "collections", &colls);
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		const struct collection_job *job = &run->jobs[i];
@@ -116,7 +120,8 @@ static void append_current_run(bson_t *doc, const struct daemon *d)
 	BSON_APPEND_BOOL(&cur, "waiting_for_storage", d->breaker.state == BREAKER_OPEN);
 	BSON_APPEND_UTF8(&cur, "phase", run->phase == RUN_LISTING ? "listing" :
 			 run->phase == RUN_MANIFEST_START ? "starting" :
-			 run->phase == RUN_COLLECTIONS ? "collections" : "finishing");
+			 run->phase == RUN_COLLECTIONS ? "collections" :
+			 run->phase == RUN_RETENTION ? "retention" : "finishing");
 	BSON_APPEND_ARRAY_BEGIN(&cur, "collections", &colls);
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		const struct collection_job *job = &run->jobs[i];

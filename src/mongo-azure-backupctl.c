@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,7 +62,9 @@ static void usage(FILE *fp)
 		"                       the next N (default 5, at most 1000) times EXPR (default:\n"
 		"                       the configured schedule) fires after --from (default now;\n"
 		"                       2026-03-08T01:30:00, local to ZONE unless it ends in Z\n"
-		"                       or +HH:MM); needs no daemon\n\n"
+		"                       or +HH:MM); needs no daemon\n"
+		"  prune [--dry-run]    delete the backup sets [retention] says are too old\n"
+		"                       (--dry-run: only print the plan); needs no daemon\n\n"
 		"  -c, --config CONF    configuration file (default %s)\n"
 		"  -s, --socket SOCKET  control socket (default: [control] socket)\n"
 		"  -h, --help           this text\n"
@@ -1003,6 +1006,62 @@ static int cmd_next_runs(struct ctl *c, struct next_args *a)
 	return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
+/* ---- prune ------------------------------------------------------------- */
+
+/* Runs the prune-sets helper, which does the work and prints the plan
+ * straight to our stdout; its exit status (0, 1, 2) becomes ours.  Only
+ * the configuration's path goes on its command line, never a secret. */
+static int cmd_prune(const struct ctl *c, bool dry_run)
+{
+	const char *dir = getenv("MAB_LIBEXECDIR");
+	char path[4096];
+	char *argv[5];
+	int n = 0, status;
+	pid_t pid;
+
+	if (dir == NULL || *dir == '\0')
+		dir = PKGLIBEXECDIR;
+	if ((size_t)snprintf(path, sizeof(path), "%s/prune-sets", dir) >= sizeof(path)) {
+		fprintf(stderr, PROG ": %s: directory name too long\n", dir);
+		return EXIT_FAILED;
+	}
+	argv[n++] = (char *)"prune-sets";
+	argv[n++] = (char *)"-c";
+	argv[n++] = (char *)c->conf_path;
+	if (dry_run)
+		argv[n++] = (char *)"--dry-run";
+	argv[n] = NULL;
+
+	/* Nothing buffered may be written twice, by the child too. */
+	if (fflush(stdout) != 0 || fflush(stderr) != 0)
+		return EXIT_FAILED;
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
+		return EXIT_FAILED;
+	}
+	if (pid == 0) {
+		execv(path, argv);
+		fprintf(stderr, PROG ": cannot run %s: %s\n", path, strerror(errno));
+		_exit(EXIT_FAILED);
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			fprintf(stderr, PROG ": waiting for %s: %s\n", path, strerror(errno));
+			return EXIT_FAILED;
+		}
+	}
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, PROG ": %s was killed by signal %d\n", path, WTERMSIG(status));
+		return EXIT_FAILED;
+	}
+	/* 0, 1 and 2 mean the same for both; the helper's 3 (peer gone) is
+	 * not our 3 (daemon unreachable). */
+	if (!WIFEXITED(status) || WEXITSTATUS(status) > EXIT_USAGE)
+		return EXIT_FAILED;
+	return WEXITSTATUS(status);
+}
+
 /* ---- command line ------------------------------------------------------ */
 
 /* Options of one subcommand; optind restarts for its own argv. */
@@ -1019,9 +1078,27 @@ static int dispatch(struct ctl *c, int argc, char **argv)
 	optind = 0;	/* glibc: start afresh on the subcommand's argv */
 	argv[0] = (char *)PROG;	/* getopt's messages name the program */
 	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "verify") == 0 ||
-	    strcmp(cmd, "prune") == 0 || strcmp(cmd, "restore") == 0) {
+	    strcmp(cmd, "restore") == 0) {
 		fprintf(stderr, PROG ": '%s' is not available in this version\n", cmd);
 		return EXIT_USAGE;
+	}
+	if (strcmp(cmd, "prune") == 0) {
+		static const struct option opts[] = {
+			{ "dry-run", no_argument, NULL, 'n' },
+			{ "help", no_argument, NULL, 'h' },
+			{ NULL, 0, NULL, 0 },
+		};
+		bool dry_run = false;
+		while ((opt = sub_getopt(argc, argv, opts)) != -1) {
+			switch (opt) {
+			case 'n': dry_run = true; break;
+			case 'h': usage(stdout); return EXIT_OK;
+			default: return usage_hint();
+			}
+		}
+		if (optind < argc)
+			return usage_error("prune: unexpected argument '%s'", argv[optind]);
+		return cmd_prune(c, dry_run);
 	}
 	if (strcmp(cmd, "next-runs") == 0) {
 		static const struct option opts[] = {
