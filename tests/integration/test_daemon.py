@@ -969,8 +969,9 @@ class TestHooksAndMetrics(DaemonTestCase):
         h._reap_orphans()
 
     def test_hook_does_not_outlive_timeout_after_exit(self):
-        """TERM while a hook hangs: the daemon exits 0 at once, and the hook
-        still does not outlive [notify] timeout (nothing is orphaned)."""
+        """TERM while a hook hangs: the daemon gives the hook at most the rest
+        of its [notify] timeout (never more than 5 s), then ends it with its
+        process group and exits: nothing is orphaned."""
         self.seed()
         marker = str(80000 + random.randrange(9999))
         conf, out = self.hook_config(notify={"on_success": "sleep %s" % marker, "timeout": "2s"})
@@ -984,11 +985,11 @@ class TestHooksAndMetrics(DaemonTestCase):
         self.assertTrue(find_processes(["sleep", marker]), "the hook never started; log:\n" + r.log())
         t0 = time.monotonic()
         log = self.stop_daemon(r)
-        self.assertLess(time.monotonic() - t0, 1.9, "the daemon waited for the hook on TERM")
-        while find_processes(["sleep", marker]) and time.monotonic() - t0 < 8:
-            time.sleep(0.1)
+        self.assertLess(time.monotonic() - t0, 3.5,
+                        "the daemon waited for the hook past its 2 s timeout")
+        time.sleep(0.3)
         self.assertEqual(find_processes(["sleep", marker]), [],
-                         "a hook outlived the daemon and its 2 s timeout; log:\n" + log)
+                         "a hook outlived the daemon; log:\n" + log)
 
     def runs_total(self, samples):
         return sum(v for name, _labels, v in samples
