@@ -234,6 +234,30 @@ class TestBackup(BackupChecks):
         data_blobs = [n for n in self.blobs.names("backups/%s/" % date) if n.endswith(".bson.gz")]
         self.assertEqual(sorted(data_blobs), sorted(h.data_blob_name(c, date) for c in names))
 
+    def test_collection_names_that_need_escaping(self):
+        """Names with '/', spaces, '%' and non-ASCII become one escaped blob
+        name each, never extra folders; `collections = *` finds them."""
+        odd = ["a/b", "with space", "100%", "caf\u00e9"]
+        for i, name in enumerate(odd):
+            self.db[name].insert_many(list(h.gen_users(20 + i, seed=30 + i)))
+        conf = self.write_config(collections="*")
+        date, log, _ = self.run_ok(conf)
+        manifest = self.load_manifest(date)
+        by_name = {e["name"]: e for e in manifest["collections"]}
+        self.assertEqual(sorted(by_name), sorted(odd))
+        escaped = {"a/b": "a%2Fb", "with space": "with%20space", "100%": "100%25",
+                   "caf\u00e9": "caf%C3%A9"}
+        names = self.blobs.names("backups/%s/" % date)
+        for name, esc in escaped.items():
+            blob = "backups/%s/tralivali_%s.bson.gz" % (date, esc)
+            self.assertEqual(by_name[name]["blob"], blob)
+            self.assertIn(blob, names)
+            data = gzip.decompress(self.blobs.download(blob))
+            self.assertEqual(data, h.read_raw(self.db, name)[0])
+        # one folder only: the set
+        self.assertEqual({n.split("/")[1] for n in names}, {date})
+        self.assertTrue(all(n.count("/") == 2 for n in names), names)
+
     def test_run_twice_same_day(self):
         """A second run the same day replaces the set cleanly."""
         self.db["users"].insert_many(list(h.gen_users(2000, seed=21)))
