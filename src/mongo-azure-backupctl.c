@@ -27,6 +27,7 @@
 #include "control_client.h"
 #include "cron.h"
 #include "cron_tz.h"
+#include "ctl_commands.h"
 #include "iso8601.h"
 #include "mab_config.h"
 
@@ -1077,11 +1078,12 @@ static int dispatch(struct ctl *c, int argc, char **argv)
 
 	optind = 0;	/* glibc: start afresh on the subcommand's argv */
 	argv[0] = (char *)PROG;	/* getopt's messages name the program */
-	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "verify") == 0 ||
-	    strcmp(cmd, "restore") == 0) {
-		fprintf(stderr, PROG ": '%s' is not available in this version\n", cmd);
-		return EXIT_USAGE;
-	}
+	if (strcmp(cmd, "list") == 0)
+		return ctl_list(c->conf_path, c->conf_explicit, argc, argv);
+	if (strcmp(cmd, "verify") == 0)
+		return ctl_verify(c->conf_path, c->conf_explicit, argc, argv);
+	if (strcmp(cmd, "restore") == 0)
+		return ctl_restore(c->conf_path, c->conf_explicit, argc, argv);
 	if (strcmp(cmd, "prune") == 0) {
 		static const struct option opts[] = {
 			{ "dry-run", no_argument, NULL, 'n' },

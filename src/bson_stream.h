@@ -1,0 +1,74 @@
+/* bson_stream.h - reading a backup blob: gzip'd BSON documents back to back.
+ *
+ * One decoder shared by verify, restore --to-dir and import-collection:
+ * compressed bytes go in as they arrive (any chunking), complete documents
+ * come out through a callback, checked with bson_validate first.  It hashes
+ * the compressed bytes (SHA-256 and MD5, the manifest's integrity data) and
+ * counts documents and BSON bytes.  Memory is bounded by the largest
+ * document plus one inflate window: a stream is never held whole.
+ *
+ * A data error (bad gzip, bad framing, invalid BSON) stops the decoding but
+ * not the hashing, so a verifier can still compare the blob's hashes and
+ * report both findings.
+ */
+#ifndef MAB_BSON_STREAM_H
+#define MAB_BSON_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+/* mongod's own ceiling for a stored document (16 MiB user documents plus
+ * its internal slack); anything longer is a corrupt length field. */
+#define BSON_STREAM_MAX_DOC (16 * 1024 * 1024 + 16 * 1024)
+#define BSON_STREAM_SHA256_HEX 65
+#define BSON_STREAM_MD5_B64 25
+
+/* Gets each document (valid only during the call).  0 to go on; -1 stops
+ * the stream (the callback's own error, e.g. a failed write). */
+typedef int (*bson_stream_doc_fn)(void *ctx, const uint8_t *doc, uint32_t len);
+
+struct bson_stream {
+	z_stream z;
+	bool z_ready;
+	bool member_end;          /* inflate finished a gzip member */
+	bool started;             /* some input arrived */
+	EVP_MD_CTX *sha256;
+	EVP_MD_CTX *md5;
+	uint8_t *buf;             /* inflated bytes not yet handed out */
+	size_t len, cap;
+	bson_stream_doc_fn on_doc;
+	void *ctx;
+
+	uint64_t gzip_bytes;      /* compressed bytes fed */
+	uint64_t bson_bytes;      /* bytes of documents handed out */
+	uint64_t documents;
+
+	bool data_error;          /* the stream itself is bad: see error */
+	bool stopped;             /* the callback said stop */
+	char error[512];
+};
+
+/* hash: compute SHA-256/MD5 of the compressed bytes.  on_doc may be NULL
+ * (count and check only).  0, or -1 when out of memory. */
+int bson_stream_init(struct bson_stream *s, bool hash, bson_stream_doc_fn on_doc, void *ctx);
+/* 0 to go on (check s->data_error), -1 when the callback stopped the
+ * stream or memory ran out (s->error says which). */
+int bson_stream_feed(struct bson_stream *s, const void *data, size_t len);
+/* End of input.  0 when the stream was whole: every gzip member complete
+ * with a good CRC, no partial document left.  -1 with s->error otherwise.
+ * The hash outputs (may be NULL) are filled either way when hashing. */
+int bson_stream_finish(struct bson_stream *s, char sha256_hex[BSON_STREAM_SHA256_HEX],
+		       char md5_b64[BSON_STREAM_MD5_B64]);
+void bson_stream_free(struct bson_stream *s);
+
+/* Whole-buffer helper for small blobs (metadata): gunzips in into a
+ * malloc'd NUL-terminated buffer of at most max bytes.  0, or -1 with a
+ * reason in err. */
+int gunzip_buffer(const void *in, size_t in_len, size_t max, char **out, size_t *out_len,
+		  char *err, size_t errlen);
+
+#endif

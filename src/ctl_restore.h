@@ -1,0 +1,83 @@
+/* ctl_restore.h - the restore plan shared by `mongo-azure-backupctl
+ * restore`'s parts: ctl_restore.c checks the set and the request and
+ * prints the report, ctl_restore_mongo.c runs download-blob |
+ * import-collection per collection, ctl_restore_dir.c writes mongodump's
+ * directory layout.
+ */
+#ifndef MAB_CTL_RESTORE_H
+#define MAB_CTL_RESTORE_H
+
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backup_set.h"
+#include "ctl_common.h"
+
+struct restore_item {
+	const struct set_coll *c;
+	char *metadata;               /* plain metadata.json, NULL with --no-indexes */
+	size_t metadata_len;
+	int n_indexes;                /* in the metadata, besides _id_ */
+
+	/* The target before anything was written (Mongo targets). */
+	bool target_checked;
+	bool target_exists;
+	uint64_t target_documents;
+
+	/* What happened: result is NULL until tried, then "ok", "failed",
+	 * "refused" or "interrupted". */
+	const char *result;
+	bool started;
+	uint64_t documents;           /* read from the backup */
+	uint64_t inserted, failed, uncertain;
+	int indexes;                  /* created */
+	bool dropped;
+	uint64_t bson_bytes;          /* --to-dir: bytes written */
+	char path[PATH_MAX];          /* --to-dir: the .bson file */
+	char problem[1536];
+};
+
+struct restore {
+	struct ctl_store *st;
+	const struct backup_set *set;
+	char *to_uri;                 /* owned; scrubbed when freed */
+	const char *to_dir;
+	const char *to_db;
+	bool drop, dry_run, no_indexes;
+	struct restore_item *items;
+	size_t n;
+	int tty;                      /* terminal width, 0: not a terminal */
+	bool line_drawn;              /* a progress line is on screen */
+};
+
+/* Set by SIGINT/SIGTERM while a restore runs. */
+extern volatile sig_atomic_t restore_interrupted;
+
+/* Mongo target.  preflight: import-collection --dry-run per collection
+ * (connects, looks at each target collection, writes nothing).  run: the
+ * restore itself.  Both fill the items and return the number that failed. */
+size_t restore_mongo_preflight(struct restore *rs);
+size_t restore_mongo_run(struct restore *rs);
+
+/* Directory target: DIR/DB/COLL.bson + COLL.metadata.json.  check: that
+ * nothing would be overwritten.  Return the number that failed. */
+size_t restore_dir_check(struct restore *rs);
+size_t restore_dir_run(struct restore *rs);
+
+/* Progress and verdict lines (ctl_restore.c). */
+void restore_progress(struct restore *rs, const struct restore_item *it, uint64_t documents,
+		      uint64_t gzip_bytes, double seconds);
+void restore_clear_line(struct restore *rs);
+void restore_print_item(struct restore *rs, const struct restore_item *it);
+/* Compares what a stream held with the manifest; adds findings to
+ * it->problem.  true when everything matches. */
+bool restore_matches_manifest(struct restore_item *it, uint64_t documents,
+			      uint64_t bson_bytes, uint64_t gzip_bytes, const char *sha256,
+			      const char *md5);
+void restore_problem(struct restore_item *it, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif

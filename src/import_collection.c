@@ -1,0 +1,707 @@
+/* import_collection.c - import-collection: a gzip'd mongodump .bson stream
+ * on stdin into one MongoDB collection.
+ *
+ *   MONGODB_URI=... import-collection --database DB [--status-fd N]
+ *       [--metadata-fd N] [--drop] [--dry-run] [--no-indexes] COLLECTION
+ *
+ * The restore side of export-collection, and like it the only kind of
+ * program here that links libmongoc.  The target URI comes from the
+ * environment (MONGODB_URI), never from argv, and never from the
+ * configuration: the configured [mongodb] uri is the backup's source, and
+ * a restore must name its target on purpose.
+ *
+ * Before writing it looks at the target: a collection that holds documents
+ * is refused unless --drop (which drops it first).  A missing collection
+ * is created with the metadata's options.  Documents are checked
+ * (bson_stream.h) and inserted as they are, unordered, in batches of at
+ * most IMPORT_BATCH_DOCS / IMPORT_BATCH_BYTES; the first batch the server
+ * refuses part of ends the import.  Then the metadata's indexes are built
+ * (all but _id_).  The metadata comes on --metadata-fd as plain JSON.
+ * Progress and one result record go to --status-fd (import_status.h),
+ * saying exactly what was written.  Exit: 0 done, 1 failed, 2 usage,
+ * 3 stopped by a signal.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <mongoc/mongoc.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bson_stream.h"
+#include "child_status.h"
+#include "import_status.h"
+#include "log.h"
+#include "metadata_json.h"
+
+#define PROGRESS_INTERVAL_NS (250 * 1000 * 1000LL)
+#define READ_CHUNK (256 * 1024)
+
+static volatile sig_atomic_t stop_signal;
+
+struct import {
+	const char *database, *collection;
+	int status_fd;
+	bool drop, dry_run, no_indexes;
+	bson_t *meta;
+	mongoc_client_t *client;
+	mongoc_database_t *db;
+	mongoc_collection_t *coll;
+	mongoc_bulk_operation_t *bulk;
+	bson_t insert_opts;
+	uint32_t batch_docs;
+	size_t batch_bytes;
+	uint64_t inserted, failed, uncertain;
+	int indexes;
+	bool dropped;
+	struct bson_stream bs;
+	bool bs_ready;
+	long long next_progress;
+	const char *err_class;        /* the first failure, NULL while none */
+	char error[900];
+};
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void fail(struct import *im, const char *class, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Keeps the first failure: later ones are its consequences. */
+static void fail(struct import *im, const char *class, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (im->err_class != NULL)
+		return;
+	im->err_class = class;
+	va_start(ap, fmt);
+	vsnprintf(im->error, sizeof(im->error), fmt, ap);
+	va_end(ap);
+	msg_error("%s.%s: %s", im->database, im->collection, im->error);
+}
+
+/* libmongoc's messages name hosts, never the URI's password. */
+static const char *mongo_class(const bson_error_t *e)
+{
+	if (e->domain == MONGOC_ERROR_CLIENT && e->code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
+		return ERR_CLASS_AUTH;
+	if (e->domain == MONGOC_ERROR_SERVER && (e->code == 13 || e->code == 18))
+		return ERR_CLASS_AUTH;
+	return ERR_CLASS_MONGO;
+}
+
+static void report(struct import *im, const char *sha256, const char *md5)
+{
+	const struct bson_stream *bs = &im->bs;
+
+	if (im->err_class == NULL && im->dry_run) {
+		if (im->status_fd >= 0)
+			status_send(im->status_fd, "result ok dry_run=1");
+		return;
+	}
+	if (im->err_class == NULL) {
+		msg_info("restored %s.%s: %llu documents inserted, %d index%s created",
+			 im->database, im->collection, (unsigned long long)im->inserted,
+			 im->indexes, im->indexes == 1 ? "" : "es");
+		if (im->status_fd >= 0)
+			status_send(im->status_fd, "result ok documents=%llu inserted=%llu failed=0 "
+				    "uncertain=0 indexes=%d gzip_bytes=%llu bson_bytes=%llu "
+				    "sha256=%s md5=%s%s", (unsigned long long)bs->documents,
+				    (unsigned long long)im->inserted, im->indexes,
+				    (unsigned long long)bs->gzip_bytes,
+				    (unsigned long long)bs->bson_bytes, sha256, md5,
+				    im->dropped ? " dropped=1" : "");
+		return;
+	}
+	if (im->status_fd >= 0)
+		status_send(im->status_fd, "result error class=%s documents=%llu inserted=%llu "
+			    "failed=%llu uncertain=%llu indexes=%d gzip_bytes=%llu bson_bytes=%llu"
+			    "%s message=%s", im->err_class, (unsigned long long)bs->documents,
+			    (unsigned long long)im->inserted, (unsigned long long)im->failed,
+			    (unsigned long long)im->uncertain, im->indexes,
+			    (unsigned long long)bs->gzip_bytes, (unsigned long long)bs->bson_bytes,
+			    im->dropped ? " dropped=1" : "", im->error);
+}
+
+static void progress(struct import *im, bool force)
+{
+	long long t;
+
+	if (im->status_fd < 0)
+		return;
+	t = now_ns();
+	if (!force && t < im->next_progress)
+		return;
+	im->next_progress = t + PROGRESS_INTERVAL_NS;
+	status_send(im->status_fd, "progress documents=%llu inserted=%llu gzip_bytes=%llu "
+		    "bson_bytes=%llu", (unsigned long long)im->bs.documents,
+		    (unsigned long long)im->inserted, (unsigned long long)im->bs.gzip_bytes,
+		    (unsigned long long)im->bs.bson_bytes);
+}
+
+/* ---- the target --------------------------------------------------------- */
+
+static int target_exists(struct import *im, bool *exists)
+{
+	bson_t opts = BSON_INITIALIZER, filter;
+	bson_error_t error;
+	mongoc_cursor_t *cursor;
+	const bson_t *doc;
+	int r = 0;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+	BSON_APPEND_UTF8(&filter, "name", im->collection);
+	bson_append_document_end(&opts, &filter);
+	BSON_APPEND_BOOL(&opts, "nameOnly", true);
+	cursor = mongoc_database_find_collections_with_opts(im->db, &opts);
+	*exists = mongoc_cursor_next(cursor, &doc);
+	if (mongoc_cursor_error(cursor, &error)) {
+		fail(im, mongo_class(&error), "cannot list the collections of database '%s': %s",
+		     im->database, error.message);
+		r = -1;
+	}
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&opts);
+	return r;
+}
+
+/* Whether the collection holds a document: one find, not a count, so a
+ * huge collection costs nothing. */
+static int target_has_documents(struct import *im, bool *any)
+{
+	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+	bson_error_t error;
+	mongoc_cursor_t *cursor;
+	const bson_t *doc;
+	int r = 0;
+
+	BSON_APPEND_INT64(&opts, "limit", 1);
+	BSON_APPEND_BOOL(&opts, "singleBatch", true);
+	cursor = mongoc_collection_find_with_opts(im->coll, &filter, &opts, NULL);
+	*any = mongoc_cursor_next(cursor, &doc);
+	if (mongoc_cursor_error(cursor, &error)) {
+		fail(im, mongo_class(&error), "cannot read collection %s.%s: %s", im->database,
+		     im->collection, error.message);
+		r = -1;
+	}
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&filter);
+	bson_destroy(&opts);
+	return r;
+}
+
+/* The create command with the backup's options as they are, like
+ * mongorestore: the server judges them, not a client-side list. */
+static int create_collection(struct import *im)
+{
+	bson_t cmd = BSON_INITIALIZER, reply;
+	bson_iter_t it;
+	bson_error_t error;
+	bool with_options = false;
+	int r = 0;
+
+	BSON_APPEND_UTF8(&cmd, "create", im->collection);
+	if (im->meta != NULL && bson_iter_init_find(&it, im->meta, "options") &&
+	    BSON_ITER_HOLDS_DOCUMENT(&it)) {
+		bson_iter_t opt;
+		bson_iter_recurse(&it, &opt);
+		while (bson_iter_next(&opt)) {
+			/* Our own command field cannot come from the data. */
+			if (strcmp(bson_iter_key(&opt), "create") == 0)
+				continue;
+			bson_append_iter(&cmd, NULL, 0, &opt);
+			with_options = true;
+		}
+	}
+	if (!mongoc_database_write_command_with_opts(im->db, &cmd, NULL, &reply, &error)) {
+		fail(im, mongo_class(&error), "cannot create collection %s.%s%s: %s",
+		     im->database, im->collection, with_options ? " with the backup's options" : "",
+		     error.message);
+		r = -1;
+	}
+	bson_destroy(&reply);
+	bson_destroy(&cmd);
+	return r;
+}
+
+/* Looks, reports, then refuses, drops or creates as the options say. */
+static int prepare_target(struct import *im)
+{
+	bson_error_t error;
+	bool exists, any = false;
+	int64_t count = 0;
+
+	if (target_exists(im, &exists) != 0)
+		return -1;
+	if (exists) {
+		if (target_has_documents(im, &any) != 0)
+			return -1;
+		count = mongoc_collection_estimated_document_count(im->coll, NULL, NULL, NULL,
+								   &error);
+		/* An estimate of 0 for a collection with a document is stale. */
+		if (count < 1 && any)
+			count = 1;
+	}
+	if (im->status_fd >= 0)
+		status_send(im->status_fd, "target exists=%d documents=%lld", exists ? 1 : 0,
+			    (long long)(any ? count : 0));
+	if (im->dry_run)
+		return 0;
+	if (any && !im->drop) {
+		fail(im, IMPORT_CLASS_REFUSED, "collection %s.%s already holds documents (about "
+		     "%lld); restore does not add to a collection that is not empty (--drop "
+		     "replaces it)", im->database, im->collection, (long long)count);
+		return -1;
+	}
+	if (exists && im->drop) {
+		if (!mongoc_collection_drop_with_opts(im->coll, NULL, &error) &&
+		    !(error.domain == MONGOC_ERROR_SERVER && error.code == 26)) {
+			fail(im, mongo_class(&error), "cannot drop %s.%s: %s", im->database,
+			     im->collection, error.message);
+			return -1;
+		}
+		im->dropped = true;
+		exists = false;
+	}
+	/* Created first, so the options apply and an empty collection comes
+	 * back as one. */
+	if (!exists && create_collection(im) != 0)
+		return -1;
+	return 0;
+}
+
+/* ---- documents ---------------------------------------------------------- */
+
+static void first_write_error(const bson_t *reply, int *count, char *msg, size_t len)
+{
+	bson_iter_t it, arr, e;
+
+	*count = 0;
+	msg[0] = '\0';
+	if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &arr))
+		return;
+	while (bson_iter_next(&arr)) {
+		if ((*count)++ > 0 || !bson_iter_recurse(&arr, &e))
+			continue;
+		int code = 0;
+		const char *text = "";
+		while (bson_iter_next(&e)) {
+			if (strcmp(bson_iter_key(&e), "code") == 0 && BSON_ITER_HOLDS_NUMBER(&e))
+				code = (int)bson_iter_as_int64(&e);
+			else if (strcmp(bson_iter_key(&e), "errmsg") == 0 &&
+				 BSON_ITER_HOLDS_UTF8(&e))
+				text = bson_iter_utf8(&e, NULL);
+		}
+		snprintf(msg, len, "%s(code %d) %s", code == 11000 ? "duplicate key " : "", code,
+			 text);
+	}
+}
+
+static int flush_batch(struct import *im)
+{
+	bson_t reply;
+	bson_error_t error;
+	bson_iter_t it;
+	uint32_t n = im->batch_docs;
+	int64_t done = 0;
+	int werrors;
+	char first[600];
+	int r = 0;
+
+	if (im->bulk == NULL || n == 0)
+		return 0;
+	uint32_t ok = mongoc_bulk_operation_execute(im->bulk, &reply, &error);
+	if (bson_iter_init_find(&it, &reply, "nInserted") && BSON_ITER_HOLDS_NUMBER(&it))
+		done = bson_iter_as_int64(&it);
+	first_write_error(&reply, &werrors, first, sizeof(first));
+	im->inserted += (uint64_t)done;
+	im->failed += (uint64_t)werrors;
+	if (!ok) {
+		/* What was neither acknowledged nor refused may or may not be
+		 * on the server: say so instead of guessing. */
+		if ((uint64_t)done + (uint64_t)werrors < n)
+			im->uncertain += n - (uint64_t)done - (uint64_t)werrors;
+		if (werrors > 0)
+			fail(im, IMPORT_CLASS_WRITE, "the server refused %d of a batch of %u "
+			     "documents; the first: %s", werrors, n, first);
+		else
+			fail(im, mongo_class(&error), "inserting a batch of %u documents failed: %s",
+			     n, error.message);
+		r = -1;
+	}
+	bson_destroy(&reply);
+	mongoc_bulk_operation_destroy(im->bulk);
+	im->bulk = NULL;
+	im->batch_docs = 0;
+	im->batch_bytes = 0;
+	progress(im, false);
+	return r;
+}
+
+static int add_document(void *ctx, const uint8_t *data, uint32_t len)
+{
+	struct import *im = ctx;
+	bson_error_t error = { 0 };
+	bson_t doc;
+
+	if (stop_signal) {
+		fail(im, ERR_CLASS_ABORTED, "stopped by signal %d", (int)stop_signal);
+		return -1;
+	}
+	if (im->batch_docs > 0 && (im->batch_docs >= IMPORT_BATCH_DOCS ||
+				   im->batch_bytes + len > IMPORT_BATCH_BYTES) &&
+	    flush_batch(im) != 0)
+		return -1;
+	if (im->bulk == NULL) {
+		bson_t opts = BSON_INITIALIZER;
+		BSON_APPEND_BOOL(&opts, "ordered", false);
+		im->bulk = mongoc_collection_create_bulk_operation_with_opts(im->coll, &opts);
+		bson_destroy(&opts);
+	}
+	if (!bson_init_static(&doc, data, len) ||
+	    !mongoc_bulk_operation_insert_with_opts(im->bulk, &doc, &im->insert_opts, &error)) {
+		fail(im, ERR_CLASS_LOCAL, "cannot queue document %llu for insertion: %s",
+		     (unsigned long long)im->bs.documents, error.message);
+		return -1;
+	}
+	im->batch_docs++;
+	im->batch_bytes += len;
+	return 0;
+}
+
+/* stdin -> bson_stream -> batches.  0 when the stream was whole and every
+ * document is in. */
+static int import_documents(struct import *im, char *sha256, char *md5)
+{
+	static unsigned char buf[READ_CHUNK];
+	int r = -1;
+
+	im->next_progress = now_ns() + PROGRESS_INTERVAL_NS;
+	for (;;) {
+		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR && !stop_signal)
+			continue;
+		if (stop_signal) {
+			fail(im, ERR_CLASS_ABORTED, "stopped by signal %d", (int)stop_signal);
+			goto out;
+		}
+		if (n < 0) {
+			fail(im, ERR_CLASS_LOCAL, "reading the backup stream failed: %s",
+			     strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (bson_stream_feed(&im->bs, buf, (size_t)n) != 0) {
+			fail(im, ERR_CLASS_LOCAL, "%s", im->bs.error);
+			goto out;
+		}
+		if (im->bs.data_error) {
+			fail(im, IMPORT_CLASS_DATA, "the backup stream is bad: %s", im->bs.error);
+			goto out;
+		}
+		progress(im, false);
+	}
+	if (bson_stream_finish(&im->bs, sha256, md5) != 0) {
+		/* Documents still waiting in the batch are not sent: what is
+		 * reported as inserted is all there is. */
+		fail(im, IMPORT_CLASS_DATA, "the backup stream is bad: %s", im->bs.error);
+		return -1;
+	}
+	if (flush_batch(im) != 0)
+		return -1;
+	progress(im, true);
+	return 0;
+out:
+	bson_stream_finish(&im->bs, sha256, md5);
+	return r;
+}
+
+/* ---- indexes ------------------------------------------------------------ */
+
+static int create_indexes(struct import *im)
+{
+	bson_t cmd = BSON_INITIALIZER, arr, reply;
+	bson_iter_t it, list;
+	bson_error_t error;
+	uint32_t n = 0;
+	int r = 0;
+
+	if (!bson_iter_init_find(&it, im->meta, "indexes") || !bson_iter_recurse(&it, &list))
+		goto out;
+	BSON_APPEND_UTF8(&cmd, "createIndexes", im->collection);
+	BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &arr);
+	while (bson_iter_next(&list)) {
+		const uint8_t *data;
+		uint32_t len;
+		bson_t spec, copy;
+		bson_iter_t name;
+		char key[16];
+		const char *keyp;
+
+		bson_iter_document(&list, &len, &data);
+		if (!bson_init_static(&spec, data, len))
+			continue;
+		/* _id_ comes with the collection. */
+		if (bson_iter_init_find(&name, &spec, "name") && BSON_ITER_HOLDS_UTF8(&name) &&
+		    strcmp(bson_iter_utf8(&name, NULL), "_id_") == 0)
+			continue;
+		/* "ns" (servers before 4.4 listed it) is refused by newer ones. */
+		bson_init(&copy);
+		bson_copy_to_excluding_noinit(&spec, &copy, "ns", NULL);
+		bson_uint32_to_string(n++, &keyp, key, sizeof(key));
+		BSON_APPEND_DOCUMENT(&arr, keyp, &copy);
+		bson_destroy(&copy);
+	}
+	bson_append_array_end(&cmd, &arr);
+	if (n == 0)
+		goto out;
+	if (!mongoc_database_write_command_with_opts(im->db, &cmd, NULL, &reply, &error)) {
+		fail(im, error.domain == MONGOC_ERROR_SERVER ? IMPORT_CLASS_INDEX : mongo_class(&error),
+		     "the documents are in, but creating %u index%s failed: %s", n,
+		     n == 1 ? "" : "es", error.message);
+		r = -1;
+	} else {
+		bson_iter_t b, a;
+		im->indexes = (int)n;
+		if (bson_iter_init_find(&b, &reply, "numIndexesBefore") &&
+		    bson_iter_init_find(&a, &reply, "numIndexesAfter") &&
+		    BSON_ITER_HOLDS_NUMBER(&b) && BSON_ITER_HOLDS_NUMBER(&a))
+			im->indexes = (int)(bson_iter_as_int64(&a) - bson_iter_as_int64(&b));
+	}
+	bson_destroy(&reply);
+out:
+	bson_destroy(&cmd);
+	return r;
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static int read_metadata(struct import *im, int fd)
+{
+	char *buf = NULL, why[512];
+	size_t len = 0, cap = 0;
+	int n_indexes, r = -1;
+
+	for (;;) {
+		if (cap - len < 65536) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > METADATA_JSON_MAX + 65536) {
+				fail(im, IMPORT_CLASS_META, "the metadata is larger than %u bytes",
+				     METADATA_JSON_MAX);
+				goto out;
+			}
+			char *p = realloc(buf, cap + 1);
+			if (p == NULL) {
+				fail(im, ERR_CLASS_LOCAL, "out of memory reading the metadata");
+				goto out;
+			}
+			buf = p;
+		}
+		ssize_t got = read(fd, buf + len, cap - len);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			fail(im, ERR_CLASS_LOCAL, "cannot read the metadata from fd %d: %s", fd,
+			     strerror(errno));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		len += (size_t)got;
+	}
+	buf[len] = '\0';
+	im->meta = metadata_parse(buf, len, &n_indexes, why, sizeof(why));
+	if (im->meta == NULL) {
+		fail(im, IMPORT_CLASS_META, "the metadata is unusable: %s", why);
+		goto out;
+	}
+	r = 0;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+static int connect_target(struct import *im)
+{
+	char *uri_text = getenv("MONGODB_URI") ? strdup(getenv("MONGODB_URI")) : NULL;
+	mongoc_uri_t *uri;
+	bson_error_t error;
+
+	/* Nothing we start could need it, and it should not linger. */
+	unsetenv("MONGODB_URI");
+	if (uri_text == NULL) {
+		fail(im, ERR_CLASS_LOCAL, "no target: set MONGODB_URI in the environment");
+		return -1;
+	}
+	uri = mongoc_uri_new_with_error(uri_text, &error);
+	explicit_bzero(uri_text, strlen(uri_text));
+	free(uri_text);
+	if (uri == NULL) {
+		fail(im, ERR_CLASS_LOCAL, "invalid MongoDB URI: %s", error.message);
+		return -1;
+	}
+	im->client = mongoc_client_new_from_uri_with_error(uri, &error);
+	mongoc_uri_destroy(uri);
+	if (im->client == NULL) {
+		fail(im, ERR_CLASS_LOCAL, "cannot create a MongoDB client: %s", error.message);
+		return -1;
+	}
+	mongoc_client_set_error_api(im->client, MONGOC_ERROR_API_VERSION_2);
+	mongoc_client_set_appname(im->client, "mongo-azure-backup-restore");
+	im->db = mongoc_client_get_database(im->client, im->database);
+	im->coll = mongoc_client_get_collection(im->client, im->database, im->collection);
+	return 0;
+}
+
+static void usage(FILE *fp)
+{
+	fprintf(fp,
+		"Usage: import-collection --database DB [--status-fd N] [--metadata-fd N]\n"
+		"                         [--drop] [--dry-run] [--no-indexes] COLLECTION\n"
+		"Inserts the gzip-compressed mongodump .bson stream on stdin into DB.COLLECTION\n"
+		"of the MongoDB named by the MONGODB_URI environment variable, then builds the\n"
+		"indexes of the metadata.json read from --metadata-fd.  A collection that holds\n"
+		"documents is refused unless --drop.  --dry-run only reports the target.\n");
+}
+
+static int parse_fd(const char *text)
+{
+	char *end;
+	long v = strtol(text, &end, 10);
+
+	return (*text == '\0' || *end != '\0' || v < 0 || v > 65535) ? -1 : (int)v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option long_opts[] = {
+		{ "database", required_argument, NULL, 'd' },
+		{ "status-fd", required_argument, NULL, 's' },
+		{ "metadata-fd", required_argument, NULL, 'm' },
+		{ "drop", no_argument, NULL, 'D' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "no-indexes", no_argument, NULL, 'I' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct import im = { .status_fd = -1 };
+	char sha256[BSON_STREAM_SHA256_HEX] = "", md5[BSON_STREAM_MD5_B64] = "";
+	struct sigaction sa;
+	int metadata_fd = -1, opt, r = CHILD_EXIT_USAGE;
+	bool mongoc_ready = false;
+
+	log_open("import-collection", LOG_TARGET_STDERR, LOG_INFO);
+	while ((opt = getopt_long(argc, argv, "d:h", long_opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd': im.database = optarg; break;
+		case 's':
+			if ((im.status_fd = parse_fd(optarg)) < 0) {
+				msg_error("--status-fd '%s' is not a file descriptor", optarg);
+				return CHILD_EXIT_USAGE;
+			}
+			break;
+		case 'm':
+			if ((metadata_fd = parse_fd(optarg)) < 0) {
+				msg_error("--metadata-fd '%s' is not a file descriptor", optarg);
+				return CHILD_EXIT_USAGE;
+			}
+			break;
+		case 'D': im.drop = true; break;
+		case 'n': im.dry_run = true; break;
+		case 'I': im.no_indexes = true; break;
+		case 'h': usage(stdout); return CHILD_EXIT_OK;
+		case 'V':
+			printf("import-collection (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			return CHILD_EXIT_OK;
+		default: usage(stderr); return CHILD_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc || im.database == NULL || *im.database == '\0' ||
+	    *argv[optind] == '\0') {
+		usage(stderr);
+		return CHILD_EXIT_USAGE;
+	}
+	im.collection = argv[optind];
+	im.indexes = 0;
+
+	/* A closed status socket or stdin writer must be an error we report,
+	 * and a signal must end the import between batches, not inside one. */
+	signal(SIGPIPE, SIG_IGN);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
+		msg_error("cannot install signal handlers: %s", strerror(errno));
+		return CHILD_EXIT_FAILED;
+	}
+
+	bson_init(&im.insert_opts);
+	/* The documents are checked already, structure only; libmongoc's own
+	 * check would refuse keys with '.' or '$' that mongod stores. */
+	BSON_APPEND_BOOL(&im.insert_opts, "validate", false);
+	if (bson_stream_init(&im.bs, true, add_document, &im) != 0) {
+		fail(&im, ERR_CLASS_LOCAL, "out of memory");
+		r = CHILD_EXIT_FAILED;
+		goto out;
+	}
+	im.bs_ready = true;
+	r = CHILD_EXIT_FAILED;
+	if (metadata_fd >= 0 && read_metadata(&im, metadata_fd) != 0)
+		goto out;
+	mongoc_init();
+	mongoc_ready = true;
+	if (connect_target(&im) != 0 || prepare_target(&im) != 0)
+		goto out;
+	if (im.dry_run) {
+		r = CHILD_EXIT_OK;
+		goto out;
+	}
+	if (import_documents(&im, sha256, md5) != 0)
+		goto out;
+	if (im.meta != NULL && !im.no_indexes && create_indexes(&im) != 0)
+		goto out;
+	r = CHILD_EXIT_OK;
+out:
+	if (r == CHILD_EXIT_FAILED && im.err_class != NULL &&
+	    strcmp(im.err_class, ERR_CLASS_ABORTED) == 0)
+		r = CHILD_EXIT_PEER_GONE;
+	if (r != CHILD_EXIT_USAGE)
+		report(&im, sha256, md5);
+	if (im.bulk != NULL)
+		mongoc_bulk_operation_destroy(im.bulk);
+	if (im.coll != NULL)
+		mongoc_collection_destroy(im.coll);
+	if (im.db != NULL)
+		mongoc_database_destroy(im.db);
+	if (im.client != NULL)
+		mongoc_client_destroy(im.client);
+	if (mongoc_ready)
+		mongoc_cleanup();
+	if (im.meta != NULL)
+		bson_destroy(im.meta);
+	if (im.bs_ready)
+		bson_stream_free(&im.bs);
+	bson_destroy(&im.insert_opts);
+	return r;
+}

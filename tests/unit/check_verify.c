@@ -1,0 +1,556 @@
+/* check_verify.c - the stream verifier (bson_stream.h) and the judgement
+ * of a data blob against its manifest entry (set_verify.h): a good stream
+ * in any chunking, a flipped byte anywhere, every truncation, counts off
+ * by one, bad BSON; metadata.json checks; manifest parsing and set names.
+ */
+#include "config.h"
+
+#include <bson/bson.h>
+#include <check.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "backup_set.h"
+#include "bson_stream.h"
+#include "log.h"
+#include "metadata_json.h"
+#include "set_verify.h"
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+struct buf {
+	uint8_t *data;
+	size_t len;
+};
+
+static void buf_add(struct buf *b, const void *data, size_t len)
+{
+	b->data = realloc(b->data, b->len + len);
+	ck_assert_ptr_nonnull(b->data);
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
+/* Documents of assorted shapes and sizes, back to back; one near 1 MiB so
+ * documents straddle inflate chunks. */
+static struct buf make_bson(int n)
+{
+	struct buf out = { 0 };
+
+	for (int i = 0; i < n; i++) {
+		bson_t *doc = bson_new(), sub;
+		BSON_APPEND_INT32(doc, "_id", i);
+		BSON_APPEND_UTF8(doc, "name", "ćčšđž 日本語");
+		BSON_APPEND_DOCUMENT_BEGIN(doc, "nested", &sub);
+		BSON_APPEND_DOUBLE(&sub, "x", i * 1.5);
+		BSON_APPEND_DATE_TIME(&sub, "before_1970", -14182940000LL);
+		bson_append_document_end(doc, &sub);
+		if (i == n / 2) {
+			size_t big = 1000 * 1000;
+			uint8_t *blob = malloc(big);
+			for (size_t j = 0; j < big; j++)
+				blob[j] = (uint8_t)(j * 7919 >> 3);
+			BSON_APPEND_BINARY(doc, "big", BSON_SUBTYPE_BINARY, blob, (uint32_t)big);
+			free(blob);
+		}
+		buf_add(&out, bson_get_data(doc), doc->len);
+		bson_destroy(doc);
+	}
+	return out;
+}
+
+static struct buf gzip(const void *data, size_t len)
+{
+	struct buf out = { 0 };
+	z_stream z;
+
+	memset(&z, 0, sizeof(z));
+	ck_assert_int_eq(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+	out.data = malloc(deflateBound(&z, len) + 64);
+	z.next_in = (Bytef *)data;
+	z.avail_in = (uInt)len;
+	z.next_out = out.data;
+	z.avail_out = (uInt)(deflateBound(&z, len) + 64);
+	ck_assert_int_eq(deflate(&z, Z_FINISH), Z_STREAM_END);
+	out.len = z.total_out;
+	deflateEnd(&z);
+	return out;
+}
+
+static void digests(const struct buf *b, char sha[65], char md5[25])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n;
+
+	EVP_Digest(b->data, b->len, md, &n, EVP_sha256(), NULL);
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(sha + 2 * i, 3, "%02x", md[i]);
+	EVP_Digest(b->data, b->len, md, &n, EVP_md5(), NULL);
+	EVP_EncodeBlock((unsigned char *)md5, md, (int)n);
+}
+
+struct seen {
+	struct buf docs;
+	uint64_t calls;
+};
+
+static int collect(void *ctx, const uint8_t *doc, uint32_t len)
+{
+	struct seen *s = ctx;
+
+	buf_add(&s->docs, doc, len);
+	s->calls++;
+	return 0;
+}
+
+/* Feeds gz in chunks of `chunk` bytes; 0 when the stream decoded whole. */
+static int decode(const struct buf *gz, size_t chunk, struct bson_stream *bs, struct seen *seen,
+		  char sha[65], char md5[25])
+{
+	ck_assert_int_eq(bson_stream_init(bs, true, seen ? collect : NULL, seen), 0);
+	for (size_t off = 0; off < gz->len; off += chunk) {
+		size_t n = gz->len - off < chunk ? gz->len - off : chunk;
+		ck_assert_int_eq(bson_stream_feed(bs, gz->data + off, n), 0);
+	}
+	return bson_stream_finish(bs, sha, md5);
+}
+
+/* A manifest entry that matches gz (holding n documents of raw). */
+static struct set_coll entry_for(const struct buf *raw, const struct buf *gz, int n,
+				 char sha[65], char md5[25])
+{
+	struct set_coll c = { 0 };
+
+	digests(gz, sha, md5);
+	c.name = "users";
+	c.result = "ok";
+	c.blob = "backups/2026-11-27/tralivali_users.bson.gz";
+	c.sha256 = sha;
+	c.md5 = md5;
+	c.documents = n;
+	c.bson_bytes = (int64_t)raw->len;
+	c.gzip_bytes = (int64_t)gz->len;
+	return c;
+}
+
+static void judge(const struct set_coll *c, const struct buf *gz, const char *content_md5,
+		  struct coll_verdict *v)
+{
+	struct bson_stream bs;
+
+	set_verify_begin(c, v);
+	ck_assert_int_eq(bson_stream_init(&bs, true, NULL, NULL), 0);
+	bson_stream_feed(&bs, gz->data, gz->len);
+	set_verify_judge(c, &bs, content_md5, v);
+	bson_stream_free(&bs);
+}
+
+/* ---- the stream --------------------------------------------------------- */
+
+START_TEST(good_stream_any_chunking)
+{
+	static const size_t chunks[] = { 1, 7, 4096, 65536, 1 << 30 };
+	struct buf raw = make_bson(300), gz = gzip(raw.data, raw.len);
+	char want_sha[65], want_md5[25];
+
+	digests(&gz, want_sha, want_md5);
+	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+		struct bson_stream bs;
+		struct seen seen = { { 0 }, 0 };
+		char sha[65], md5[25];
+
+		/* One byte at a time over a 1 MB stream is slow: skip it there. */
+		if (chunks[i] == 1 && gz.len > 200000) {
+			struct buf small = make_bson(20);
+			struct buf sgz = gzip(small.data, small.len);
+			char ssha[65], smd5[25];
+			digests(&sgz, ssha, smd5);
+			ck_assert_int_eq(decode(&sgz, 1, &bs, &seen, sha, md5), 0);
+			ck_assert_uint_eq(bs.documents, 20);
+			ck_assert_uint_eq(seen.docs.len, small.len);
+			ck_assert(memcmp(seen.docs.data, small.data, small.len) == 0);
+			ck_assert_str_eq(sha, ssha);
+			ck_assert_str_eq(md5, smd5);
+			bson_stream_free(&bs);
+			free(seen.docs.data);
+			free(small.data);
+			free(sgz.data);
+			continue;
+		}
+		ck_assert_msg(decode(&gz, chunks[i], &bs, &seen, sha, md5) == 0,
+			      "chunk %zu: %s", chunks[i], bs.error);
+		ck_assert_uint_eq(bs.documents, 300);
+		ck_assert_uint_eq(seen.calls, 300);
+		ck_assert_uint_eq(bs.bson_bytes, raw.len);
+		ck_assert_uint_eq(bs.gzip_bytes, gz.len);
+		ck_assert_uint_eq(seen.docs.len, raw.len);
+		ck_assert_msg(memcmp(seen.docs.data, raw.data, raw.len) == 0,
+			      "documents are not byte-identical");
+		ck_assert_str_eq(sha, want_sha);
+		ck_assert_str_eq(md5, want_md5);
+		bson_stream_free(&bs);
+		free(seen.docs.data);
+	}
+	free(raw.data);
+	free(gz.data);
+}
+END_TEST
+
+START_TEST(empty_collection_and_empty_input)
+{
+	struct buf gz = gzip("", 0), none = { 0 };
+	struct bson_stream bs;
+
+	ck_assert_int_eq(decode(&gz, 4096, &bs, NULL, NULL, NULL), 0);
+	ck_assert_uint_eq(bs.documents, 0);
+	bson_stream_free(&bs);
+	ck_assert_int_eq(bson_stream_init(&bs, false, NULL, NULL), 0);
+	ck_assert_int_eq(bson_stream_finish(&bs, NULL, NULL), -1);
+	ck_assert_ptr_nonnull(strstr(bs.error, "empty"));
+	bson_stream_free(&bs);
+	free(gz.data);
+	(void)none;
+}
+END_TEST
+
+START_TEST(multi_member_gzip_and_trailing_garbage)
+{
+	struct buf a = make_bson(3), b = make_bson(4);
+	struct buf ga = gzip(a.data, a.len), gb = gzip(b.data, b.len), both = { 0 };
+	struct bson_stream bs;
+
+	buf_add(&both, ga.data, ga.len);
+	buf_add(&both, gb.data, gb.len);
+	ck_assert_int_eq(decode(&both, 1000, &bs, NULL, NULL, NULL), 0);
+	ck_assert_uint_eq(bs.documents, 7);
+	bson_stream_free(&bs);
+
+	buf_add(&both, "junk", 4);
+	ck_assert_int_eq(decode(&both, 1000, &bs, NULL, NULL, NULL), -1);
+	ck_assert(bs.data_error);
+	bson_stream_free(&bs);
+	free(a.data);
+	free(b.data);
+	free(ga.data);
+	free(gb.data);
+	free(both.data);
+}
+END_TEST
+
+/* Every flip of the compressed body is caught by the stream itself (a
+ * data error or the CRC); a flip anywhere (the gzip header's time and OS
+ * bytes too) is caught by the judgement through the hashes. */
+START_TEST(flipped_byte_anywhere)
+{
+	struct buf raw = make_bson(40), gz = gzip(raw.data, raw.len);
+	char sha[65], md5[25];
+	struct set_coll c = entry_for(&raw, &gz, 40, sha, md5);
+	size_t step = gz.len / 97 + 1;
+
+	for (size_t pos = 0; pos < gz.len; pos += (pos < 64 || pos + 64 > gz.len) ? 1 : step) {
+		struct coll_verdict v;
+		struct bson_stream bs;
+
+		gz.data[pos] ^= 0x20;
+		judge(&c, &gz, NULL, &v);
+		ck_assert_msg(strcmp(v.result, "corrupt") == 0, "flip at %zu of %zu: %s", pos,
+			      gz.len, v.result);
+		ck_assert_msg(strstr(v.problem, "SHA-256") != NULL, "flip at %zu: %s", pos,
+			      v.problem);
+		if (pos >= 10) {
+			ck_assert_msg(decode(&gz, 8192, &bs, NULL, NULL, NULL) != 0,
+				      "flip at %zu of %zu went unnoticed by the stream", pos,
+				      gz.len);
+			bson_stream_free(&bs);
+		}
+		gz.data[pos] ^= 0x20;
+	}
+	free(raw.data);
+	free(gz.data);
+}
+END_TEST
+
+START_TEST(truncated_anywhere)
+{
+	struct buf raw = make_bson(40), gz = gzip(raw.data, raw.len);
+	size_t full = gz.len;
+	size_t step = full / 211 + 1;
+
+	for (size_t cut = 0; cut < full; cut += cut + 16 > full ? 1 : step) {
+		struct bson_stream bs;
+
+		gz.len = cut;
+		ck_assert_msg(decode(&gz, 4096, &bs, NULL, NULL, NULL) == -1,
+			      "cut at %zu of %zu not noticed", cut, full);
+		ck_assert_msg(strstr(bs.error, cut == 0 ? "empty" : "truncated") != NULL,
+			      "cut at %zu: %s", cut, bs.error);
+		bson_stream_free(&bs);
+	}
+	gz.len = full;
+	free(raw.data);
+	free(gz.data);
+}
+END_TEST
+
+/* A whole gzip around a cut BSON stream: the last document is partial. */
+START_TEST(truncated_last_document)
+{
+	struct buf raw = make_bson(5);
+	struct buf gz = gzip(raw.data, raw.len - 3);
+	struct bson_stream bs;
+
+	ck_assert_int_eq(decode(&gz, 4096, &bs, NULL, NULL, NULL), -1);
+	ck_assert_uint_eq(bs.documents, 4);
+	ck_assert_ptr_nonnull(strstr(bs.error, "inside document 5"));
+	bson_stream_free(&bs);
+	free(raw.data);
+	free(gz.data);
+}
+END_TEST
+
+START_TEST(count_off_by_one)
+{
+	struct buf raw = make_bson(10), gz = gzip(raw.data, raw.len);
+	char sha[65], md5[25];
+	struct set_coll c = entry_for(&raw, &gz, 10, sha, md5);
+	struct coll_verdict v;
+
+	judge(&c, &gz, md5, &v);
+	ck_assert_msg(strcmp(v.result, "ok") == 0, "%s: %s", v.result, v.problem);
+	ck_assert_uint_eq(v.documents, 10);
+
+	c.documents = 11;
+	judge(&c, &gz, md5, &v);
+	ck_assert_str_eq(v.result, "corrupt");
+	ck_assert_ptr_nonnull(strstr(v.problem, "holds 10 documents, the manifest says 11"));
+
+	c.documents = 9;
+	judge(&c, &gz, md5, &v);
+	ck_assert_str_eq(v.result, "corrupt");
+	ck_assert_ptr_nonnull(strstr(v.problem, "the manifest says 9"));
+
+	c.documents = 10;
+	c.bson_bytes++;
+	judge(&c, &gz, md5, &v);
+	ck_assert_str_eq(v.result, "corrupt");
+	ck_assert_ptr_nonnull(strstr(v.problem, "BSON bytes"));
+	c.bson_bytes--;
+
+	/* The blob's Content-MD5 property disagreeing with its bytes. */
+	judge(&c, &gz, "1B2M2Y8AsgTpgAmY7PhCfg==", &v);
+	ck_assert_str_eq(v.result, "corrupt");
+	ck_assert_ptr_nonnull(strstr(v.problem, "Content-MD5"));
+
+	/* An entry the run never finished: nothing to compare with. */
+	c.result = "failed";
+	c.error = "collection 'users' does not exist";
+	judge(&c, &gz, md5, &v);
+	ck_assert_str_eq(v.result, "incomplete");
+	ck_assert_ptr_nonnull(strstr(v.problem, "does not exist"));
+	free(raw.data);
+	free(gz.data);
+}
+END_TEST
+
+static void expect_bad_bson(const uint8_t *doc, size_t len, const char *why)
+{
+	struct buf raw = make_bson(2), gz;
+	struct bson_stream bs;
+	struct seen seen = { { 0 }, 0 };
+
+	buf_add(&raw, doc, len);
+	gz = gzip(raw.data, raw.len);
+	ck_assert_int_eq(decode(&gz, 4096, &bs, &seen, NULL, NULL), -1);
+	ck_assert(bs.data_error);
+	ck_assert_uint_eq(seen.calls, 2);      /* the bad one is never handed out */
+	ck_assert_msg(strstr(bs.error, why) != NULL, "%s", bs.error);
+	ck_assert_ptr_nonnull(strstr(bs.error, "document 3"));
+	bson_stream_free(&bs);
+	free(seen.docs.data);
+	free(raw.data);
+	free(gz.data);
+}
+
+START_TEST(bad_bson)
+{
+	/* {"s": "abc"} with the string's length saying 40. */
+	static const uint8_t bad_string[] = {
+		0x12, 0, 0, 0, 0x02, 's', 0, 40, 0, 0, 0, 'a', 'b', 'c', 0, 0, 0, 0 };
+	/* Length field below the minimum, and one beyond 16 MiB. */
+	static const uint8_t tiny[] = { 4, 0, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t huge[] = { 0, 0, 0, 0x7f, 0, 0, 0, 0 };
+	/* Right length, no terminating NUL. */
+	static const uint8_t no_nul[] = { 8, 0, 0, 0, 0x0a, 'x', 0, 1 };
+	/* An element of an unknown type (0x55). */
+	static const uint8_t bad_type[] = { 9, 0, 0, 0, 0x55, 'x', 0, 0, 0 };
+	uint8_t fixed[sizeof(bad_string)];
+
+	expect_bad_bson(bad_string, sizeof(bad_string), "not valid BSON");
+	expect_bad_bson(tiny, sizeof(tiny), "claims a length of 4");
+	expect_bad_bson(huge, sizeof(huge), "claims a length");
+	expect_bad_bson(no_nul, sizeof(no_nul), "NUL");
+	expect_bad_bson(bad_type, sizeof(bad_type), "not valid BSON");
+
+	/* Sanity: with the right string length the same document is fine. */
+	memcpy(fixed, bad_string, sizeof(fixed));
+	fixed[7] = 4;
+	fixed[0] = 0x10;
+	{
+		struct buf gz = gzip(fixed, 0x10);
+		struct bson_stream bs;
+		ck_assert_int_eq(decode(&gz, 3, &bs, NULL, NULL, NULL), 0);
+		ck_assert_uint_eq(bs.documents, 1);
+		bson_stream_free(&bs);
+		free(gz.data);
+	}
+}
+END_TEST
+
+START_TEST(gunzip_whole_buffer)
+{
+	const char *text = "{\"indexes\":[]}";
+	struct buf gz = gzip(text, strlen(text));
+	char *out, err[256];
+	size_t len;
+
+	ck_assert_int_eq(gunzip_buffer(gz.data, gz.len, 1024, &out, &len, err, sizeof(err)), 0);
+	ck_assert_str_eq(out, text);
+	free(out);
+	ck_assert_int_eq(gunzip_buffer(gz.data, gz.len, 5, &out, &len, err, sizeof(err)), -1);
+	ck_assert_int_eq(gunzip_buffer(gz.data, gz.len - 1, 1024, &out, &len, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(gunzip_buffer(gz.data, 0, 1024, &out, &len, err, sizeof(err)), -1);
+	free(gz.data);
+}
+END_TEST
+
+/* ---- metadata, manifests, names ----------------------------------------- */
+
+START_TEST(metadata_shape)
+{
+	static const char good[] =
+		"{\"indexes\":[{\"v\":{\"$numberInt\":\"2\"},\"key\":{\"_id\":{\"$numberInt\":"
+		"\"1\"}},\"name\":\"_id_\"},{\"v\":{\"$numberInt\":\"2\"},\"key\":{\"email\":"
+		"{\"$numberInt\":\"1\"}},\"name\":\"email_1\",\"unique\":true}],\"uuid\":"
+		"\"286a368ba6525d51a69536e438ad285b\",\"collectionName\":\"users\",\"type\":"
+		"\"collection\"}";
+	char err[256];
+	int n;
+	bson_t *doc;
+
+	ck_assert_int_eq(metadata_check(good, strlen(good), err, sizeof(err)), 2);
+	doc = metadata_parse(good, strlen(good), &n, err, sizeof(err));
+	ck_assert_ptr_nonnull(doc);
+	ck_assert_int_eq(metadata_buildable(doc), 1);
+	bson_destroy(doc);
+	ck_assert_int_eq(metadata_check("{\"type\":\"collection\"}", 21, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "indexes"));
+	ck_assert_int_eq(metadata_check("[1,2]", 5, err, sizeof(err)), -1);
+	ck_assert_int_eq(metadata_check("{\"indexes\":[{\"name\":\"x\"}]}", 26, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(metadata_check("{\"indexes\":", 11, err, sizeof(err)), -1);
+}
+END_TEST
+
+START_TEST(manifest_parse)
+{
+	static const char json[] =
+		"{\"format\":1,\"run_id\":\"r1\",\"database\":\"tralivali\",\"set\":"
+		"\"backups/2026-11-27/\",\"started\":\"2026-11-27T03:00:00Z\",\"finished\":"
+		"\"2026-11-27T03:04:11Z\",\"complete\":false,\"collections\":["
+		"{\"name\":\"users\",\"result\":\"ok\",\"blob\":\"backups/2026-11-27/tralivali_users"
+		".bson.gz\",\"metadata_blob\":\"tralivali_users.metadata.json.gz\",\"documents\":"
+		"300000,\"bson_bytes\":5000000000,\"gzip_bytes\":123,\"sha256\":\"ab\",\"md5\":"
+		"\"cd\"},{\"name\":\"files\",\"result\":\"failed\",\"blob\":\"backups/2026-11-27/"
+		"tralivali_files.bson.gz\",\"error\":\"gone\"}]}";
+	struct set_list l = { calloc(1, sizeof(struct backup_set)), 1 };
+	struct backup_set *sp = l.sets;
+	char err[256];
+
+	ck_assert_ptr_nonnull(sp);
+	sp->folder = strdup("backups/2026-11-27/");
+
+	ck_assert_msg(set_parse_manifest(sp, json, strlen(json), err, sizeof(err)) == 0, "%s", err);
+	ck_assert(sp->loaded && !sp->complete);
+	ck_assert_uint_eq(sp->n_colls, 2);
+	ck_assert_str_eq(sp->colls[0].metadata_blob,
+			 "backups/2026-11-27/tralivali_users.metadata.json.gz");
+	ck_assert_int_eq(sp->colls[0].bson_bytes, 5000000000LL);
+	ck_assert_int_eq(sp->colls[1].documents, -1);
+	ck_assert_str_eq(sp->colls[1].error, "gone");
+	ck_assert_uint_eq(set_count_ok(sp), 1);
+	ck_assert_ptr_nonnull(set_find_coll(sp, "files"));
+	ck_assert_ptr_null(set_find_coll(sp, "nope"));
+	ck_assert_int_eq(set_parse_manifest(sp, "{\"collections\":[{\"result\":\"ok\"}],"
+					    "\"database\":\"d\"}", 48, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "name"));
+	ck_assert_int_eq(set_parse_manifest(sp, "[]", 2, err, sizeof(err)), -1);
+	sets_free(&l);
+}
+END_TEST
+
+START_TEST(set_names)
+{
+	struct backup_set sets[3] = {
+		{ .folder = "backups/2026-11-27/", .loaded = true, .complete = false },
+		{ .folder = "backups/2026-11-26/", .loaded = true, .complete = true },
+		{ .folder = "other/2026-11-26/", .loaded = true, .complete = true },
+	};
+	struct set_list l = { sets, 3 };
+	char err[512];
+
+	ck_assert_int_eq(sets_resolve(&l, "latest", false, err, sizeof(err)), 0);
+	ck_assert_int_eq(sets_resolve(&l, "latest", true, err, sizeof(err)), 1);
+	ck_assert_int_eq(sets_resolve(&l, "2026-11-27", false, err, sizeof(err)), 0);
+	ck_assert_int_eq(sets_resolve(&l, "backups/2026-11-26", false, err, sizeof(err)), 1);
+	ck_assert_int_eq(sets_resolve(&l, "other/2026-11-26/", false, err, sizeof(err)), 2);
+	ck_assert_int_eq(sets_resolve(&l, "2026-11-26", false, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "names 2 sets"));
+	ck_assert_int_eq(sets_resolve(&l, "11-27", false, err, sizeof(err)), -1);
+	ck_assert_int_eq(sets_resolve(&l, "other", false, err, sizeof(err)), 2);
+	ck_assert_int_eq(sets_resolve(&l, "backups", false, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "names 2 sets: backups/2026-11-27/ backups/2026-11-26/"));
+	ck_assert_int_eq(sets_resolve(&l, "2026-11-25", false, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "no backup set"));
+	ck_assert_int_eq(set_parse_utc("2026-11-27T03:00:00Z"), 1795748400);
+	ck_assert_int_eq(set_parse_utc("yesterday"), -1);
+}
+END_TEST
+
+static Suite *verify_suite(void)
+{
+	Suite *s = suite_create("verify");
+	TCase *tc = tcase_create("stream");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, good_stream_any_chunking);
+	tcase_add_test(tc, empty_collection_and_empty_input);
+	tcase_add_test(tc, multi_member_gzip_and_trailing_garbage);
+	tcase_add_test(tc, flipped_byte_anywhere);
+	tcase_add_test(tc, truncated_anywhere);
+	tcase_add_test(tc, truncated_last_document);
+	tcase_add_test(tc, count_off_by_one);
+	tcase_add_test(tc, bad_bson);
+	tcase_add_test(tc, gunzip_whole_buffer);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("sets");
+	tcase_add_test(tc, metadata_shape);
+	tcase_add_test(tc, manifest_parse);
+	tcase_add_test(tc, set_names);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(verify_suite());
+	int failed;
+
+	log_open("check_verify", LOG_TARGET_STDERR, LOG_CRIT);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
