@@ -497,8 +497,9 @@ static void log_run_result(struct backup_run *run)
 			  "set %s is marked incomplete", run->run_id, seconds, run->n_failed,
 			  run->n_jobs, names, run->set_folder);
 	} else {
-		msg_info("run %s: complete after %.1f s: %zu collections, set %s%s%s",
+		msg_info("run %s: complete after %.1f s: %zu collections, set %s%s%s%s",
 			 run->run_id, seconds, run->n_jobs, run->set_folder,
+			 run->verify_summary[0] ? ", verified" : "",
 			 run->retention_summary[0] ? "; retention: " : "", run->retention_summary);
 	}
 }
@@ -514,28 +515,21 @@ static void finish_run(struct backup_run *run)
 /* prune-sets, after a complete run, through the breaker like any storage
  * work.  Its failure is logged but does not undo the backup: the run stays
  * complete, and the next run prunes again. */
-static int start_pruner(struct backup_run *run)
+/* Starts a helper that only talks on its status socket (prune-sets,
+ * verify-set), with the run's configuration and limits. */
+static int start_status_helper(struct backup_run *run, struct side *side, char *const argv[])
 {
 	char path[PATH_MAX];
 	int sv[2];
 	struct spawn_limits limits;
 
-	if (!breaker_allow(run->breaker, time(NULL))) {
-		msg_warn("retention: skipped, the storage breaker is open; the next run "
-			 "prunes instead");
-		snprintf(run->retention_summary, sizeof(run->retention_summary),
-			 "skipped: the storage breaker is open");
-		return -1;
-	}
+	side_init(side);
 	run_limits(run, &limits);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-		msg_error("retention: cannot create a socket: %s", strerror(errno));
-		breaker_release(run->breaker);
+		msg_error("%s: cannot create a socket: %s", argv[0], strerror(errno));
 		return -1;
 	}
-	snprintf(path, sizeof(path), "%s/prune-sets", helper_dir());
-	char *argv[] = { "prune-sets", "-c", run->config_path, "--status-fd", "3",
-			 "--current-set", run->set_folder, NULL };
+	snprintf(path, sizeof(path), "%s/%s", helper_dir(), argv[0]);
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = -1,
 		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
@@ -546,15 +540,66 @@ static int start_pruner(struct backup_run *run)
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
-		msg_error("retention: cannot start %s: %s", path, strerror(saved));
-		breaker_release(run->breaker);
+		msg_error("cannot start %s: %s", path, strerror(saved));
 		return -1;
 	}
 	fd_set_nonblock(sv[0], 1);
-	run->pruner.pid = pid;
-	run->pruner.started = true;
-	run->pruner.status_fd = sv[0];
+	side->pid = pid;
+	side->started = true;
+	side->status_fd = sv[0];
 	return 0;
+}
+
+/* prune-sets, after a complete run, through the breaker like any storage
+ * work.  Its failure is logged but does not undo the backup: the run stays
+ * complete, and the next run prunes again. */
+static int start_pruner(struct backup_run *run)
+{
+	if (!breaker_allow(run->breaker, time(NULL))) {
+		msg_warn("retention: skipped, the storage breaker is open; the next run "
+			 "prunes instead");
+		snprintf(run->retention_summary, sizeof(run->retention_summary),
+			 "skipped: the storage breaker is open");
+		return -1;
+	}
+	char *argv[] = { "prune-sets", "-c", run->config_path, "--status-fd", "3",
+			 "--current-set", run->set_folder, NULL };
+	if (start_status_helper(run, &run->pruner, argv) != 0) {
+		breaker_release(run->breaker);
+		return -1;
+	}
+	return 0;
+}
+
+/* [verify] after_backup: read the new set back and check it against its
+ * manifest before anything old is pruned. */
+static int start_verifier(struct backup_run *run)
+{
+	char *argv[] = { "verify-set", "-c", run->config_path, "--status-fd", "3",
+			 run->set_folder, NULL };
+
+	return start_status_helper(run, &run->verifier, argv);
+}
+
+static void verification_over(struct backup_run *run)
+{
+	struct side *v = &run->verifier;
+	char how[96];
+
+	if (side_succeeded(v)) {
+		snprintf(run->verify_summary, sizeof(run->verify_summary), "verified");
+		msg_info("verify: set %s read back and matches its manifest", run->set_folder);
+		return;
+	}
+	describe_exit(v->wait_status, how, sizeof(how));
+	snprintf(run->verify_summary, sizeof(run->verify_summary), "FAILED: %s",
+		 v->error[0] ? v->error : how);
+	/* A set that does not read back is not a good backup, and nothing old
+	 * may be pruned on its account. */
+	run->backup_complete = false;
+	run->verify_failed = true;
+	snprintf(run->failure, sizeof(run->failure), "verification of %s failed: %s",
+		 run->set_folder, v->error[0] ? v->error : how);
 }
 
 static void retention_over(struct backup_run *run)
@@ -719,8 +764,24 @@ void backup_run_step(struct backup_run *run)
 			finish_run(run);
 			return;
 		}
-		run->phase = RUN_RETENTION;
 		run->backup_complete = true;
+		run->phase = RUN_VERIFY;
+		if (run->cfg->verify_after_backup && start_verifier(run) != 0) {
+			snprintf(run->verify_summary, sizeof(run->verify_summary),
+				 "FAILED: could not start verify-set");
+			msg_error("verify: could not start verify-set; the set is not verified");
+		}
+		/* fall through */
+	case RUN_VERIFY:
+		if (!side_done(&run->verifier))
+			return;
+		if (run->verifier.started)
+			verification_over(run);
+		if (!run->backup_complete) {
+			finish_run(run);
+			return;
+		}
+		run->phase = RUN_RETENTION;
 		if (start_pruner(run) != 0) {
 			finish_run(run);
 			return;
@@ -876,6 +937,8 @@ size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max
 		fds[n++] = (struct pollfd){ .fd = run->list_fd, .events = POLLIN };
 	if (run->pruner.status_fd >= 0 && n < max)
 		fds[n++] = (struct pollfd){ .fd = run->pruner.status_fd, .events = POLLIN };
+	if (run->verifier.status_fd >= 0 && n < max)
+		fds[n++] = (struct pollfd){ .fd = run->verifier.status_fd, .events = POLLIN };
 	n += pipeline_pollfds(&run->manifest, fds + n, max - n);
 
 	for (size_t i = 0; i < run->n_jobs; i++)
@@ -915,6 +978,8 @@ void backup_run_handle_fds(struct backup_run *run, const struct pollfd *fds, siz
 			read_list(run);
 		else if (fds[i].fd == run->pruner.status_fd)
 			side_read(&run->manifest, &run->pruner, false);
+		else if (fds[i].fd == run->verifier.status_fd)
+			side_read(&run->manifest, &run->verifier, false);
 	}
 	pipeline_handle(&run->manifest, fds, n);
 	for (size_t i = 0; i < run->n_jobs; i++) {
@@ -976,6 +1041,12 @@ static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status,
 bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
 			     const struct rusage *usage)
 {
+	if (pid > 0 && pid == run->verifier.pid) {
+		side_reaped(&run->verifier, pid, wait_status);
+		if (run->verifier.status_fd >= 0)
+			side_read(&run->manifest, &run->verifier, false);
+		return true;
+	}
 	if (pid > 0 && pid == run->pruner.pid) {
 		side_reaped(&run->pruner, pid, wait_status);
 		if (run->pruner.status_fd >= 0)
@@ -1082,6 +1153,7 @@ void backup_run_cancel(struct backup_run *run, const char *why)
 	}
 	signal_side(&run->lister, SIGTERM);
 	signal_side(&run->pruner, SIGTERM);
+	signal_side(&run->verifier, SIGTERM);
 	if (run->phase == RUN_MANIFEST_START) {
 		run->manifest.decided = true;
 		send_to_uploader(&run->manifest, "abort");
@@ -1092,6 +1164,8 @@ void backup_run_cancel(struct backup_run *run, const char *why)
 int backup_run_exit_code(const struct backup_run *run)
 {
 	/* A stop during retention does not undo a complete backup. */
+	if (run->verify_failed)
+		return 1;
 	if (run->backup_complete)
 		return 0;
 	if (run->manifest_failed || run->cancelled || run->n_failed > 0 ||
@@ -1315,6 +1389,7 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	pipeline_init(&run->manifest, "");
 	side_init(&run->lister);
 	side_init(&run->pruner);
+	side_init(&run->verifier);
 	gmtime_r(&run->start, &tm);
 	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
 	/* The sequence keeps ids unique when two runs start in one second. */
@@ -1357,6 +1432,8 @@ void backup_run_free(struct backup_run *run)
 		close(run->lister.status_fd);
 	if (run->pruner.status_fd >= 0)
 		close(run->pruner.status_fd);
+	if (run->verifier.status_fd >= 0)
+		close(run->verifier.status_fd);
 	if (run->list_fd >= 0)
 		close(run->list_fd);
 	free(run->list_buf);

@@ -75,7 +75,7 @@ struct collection_job {
 };
 
 enum run_phase { RUN_LISTING, RUN_MANIFEST_START, RUN_COLLECTIONS, RUN_MANIFEST_END,
-		 RUN_RETENTION, RUN_FINISHED };
+		 RUN_VERIFY, RUN_RETENTION, RUN_FINISHED };
 
 struct backup_run {
 	const struct mab_config *cfg;
@@ -103,6 +103,10 @@ struct backup_run {
 	struct side pruner;
 	bool retention_done;
 	bool backup_complete;     /* every collection and the final manifest committed */
+	/* [verify] after_backup: verify-set */
+	struct side verifier;
+	bool verify_failed;
+	char verify_summary[600];
 	char retention_summary[256];
 	int list_fd;
 	char *list_buf;

@@ -47,7 +47,7 @@ enum run_result daemon_run_result(const struct backup_run *run)
 		return RESULT_COMPLETE;
 	if (run->manifest_failed && run->n_ok == 0)
 		return RESULT_FAILED;
-	if (run->n_ok == 0)
+	if (run->n_ok == 0 || run->verify_failed)
 		return RESULT_FAILED;
 	return RESULT_PARTIAL;
 }
@@ -79,6 +79,14 @@ bson_t *daemon_run_record(const struct backup_run *run, enum run_result result)
 		BSON_APPEND_UTF8(doc, "error", run->failure);
 	if (run->retention_summary[0])
 		BSON_APPEND_UTF8(doc, "retention", run->retention_summary);
+	if (run->verify_summary[0]) {
+		BSON_APPEND_UTF8(doc, "verification", run->verify_summary);
+		if (!run->verify_failed) {
+			char when[32];
+			format_utc((time_t)run->finish_wall, when, sizeof(when));
+			BSON_APPEND_UTF8(doc, "verified_at", when);
+		}
+	}
 	BSON_APPEND_ARRAY_BEGIN(doc, "collections", &colls);
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		const struct collection_job *job = &run->jobs[i];
@@ -121,6 +129,7 @@ static void append_current_run(bson_t *doc, const struct daemon *d)
 	BSON_APPEND_UTF8(&cur, "phase", run->phase == RUN_LISTING ? "listing" :
 			 run->phase == RUN_MANIFEST_START ? "starting" :
 			 run->phase == RUN_COLLECTIONS ? "collections" :
+			 run->phase == RUN_VERIFY ? "verifying" :
 			 run->phase == RUN_RETENTION ? "retention" : "finishing");
 	BSON_APPEND_ARRAY_BEGIN(&cur, "collections", &colls);
 	for (size_t i = 0; i < run->n_jobs; i++) {

@@ -1,10 +1,12 @@
 /* mongo-azure-backupctl.c - the admin tool: asks the daemon over its control
- * socket (status, run, cancel, metrics) and shows a schedule (next-runs)
- * without one.
+ * socket (status, run, cancel, metrics); shows a schedule (next-runs),
+ * prunes, lists, verifies and restores backup sets without one (those live
+ * in ctl_*.c and the helper programs).
  *
- * The configuration is read only for [control] socket and [schedule]; an
- * operator in the control group usually cannot read it (mode 0600), so an
- * unreadable default file means the compiled-in defaults.  Exit codes: 0
+ * For the daemon commands the configuration is read only for [control]
+ * socket and [schedule]; an operator in the control group usually cannot
+ * read it (mode 0600), so an unreadable default file means the compiled-in
+ * defaults.  Exit codes: 0
  * done, 1 the operation (or the awaited run) failed, 2 usage or
  * configuration, 3 no daemon to talk to.
  */
@@ -65,7 +67,15 @@ static void usage(FILE *fp)
 		"                       2026-03-08T01:30:00, local to ZONE unless it ends in Z\n"
 		"                       or +HH:MM); needs no daemon\n"
 		"  prune [--dry-run]    delete the backup sets [retention] says are too old\n"
-		"                       (--dry-run: only print the plan); needs no daemon\n\n"
+		"                       (--dry-run: only print the plan); needs no daemon\n"
+		"  list [--json]        the backup sets in storage, newest first\n"
+		"  verify [--no-record] [SET|latest|all]\n"
+		"                       read a set back and check it against its manifest;\n"
+		"                       records the verdict beside it\n"
+		"  restore SET (--to-uri URI | --to-uri-file FILE | --to-dir DIR)\n"
+		"          [--collection C]... [--to-db DB] [--drop] [--no-indexes] [--dry-run]\n"
+		"                       restore a set into MongoDB, or into mongodump's layout\n"
+		"                       (list, verify, prune and restore need no daemon)\n\n"
 		"  -c, --config CONF    configuration file (default %s)\n"
 		"  -s, --socket SOCKET  control socket (default: [control] socket)\n"
 		"  -h, --help           this text\n"

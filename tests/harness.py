@@ -65,7 +65,7 @@ DEV_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
            "K1SZFPTOtr/KBHBeksoGMGw==")
 
 CHILD_PROGRAMS = ("export-collection", "upload-blob", "download-blob",
-                  "import-collection")
+                  "import-collection", "verify-set", "prune-sets")
 
 
 def program(name):

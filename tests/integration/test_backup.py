@@ -234,6 +234,18 @@ class TestBackup(BackupChecks):
         data_blobs = [n for n in self.blobs.names("backups/%s/" % date) if n.endswith(".bson.gz")]
         self.assertEqual(sorted(data_blobs), sorted(h.data_blob_name(c, date) for c in names))
 
+    def test_verify_after_backup(self):
+        """[verify] after_backup = yes reads the new set back and records it."""
+        self.db["users"].insert_many(list(h.gen_users(500, seed=41)))
+        conf = self.write_config(collections="users", verify={"after_backup": "yes"})
+        date, log, _ = self.run_ok(conf)
+        self.assertRegex(log, r"verify: set backups/%s/ read back and matches" % date)
+        self.assertRegex(log, r"run \S+: complete .*, verified")
+        record = json.loads(self.blobs.download("backups/%s/verification.json" % date))
+        self.assertEqual(record.get("result"), "ok", record)
+        manifest = self.load_manifest(date)
+        self.assertEqual(record.get("run_id"), manifest.get("run_id"), record)
+
     def test_collection_names_that_need_escaping(self):
         """Names with '/', spaces, '%' and non-ASCII become one escaped blob
         name each, never extra folders; `collections = *` finds them."""
