@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "child_status.h"
 #include "blob_tool.h"
 #include "log.h"
 
@@ -79,4 +80,31 @@ int blob_tool_parse_u64(const char *text, uint64_t *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+void blob_tool_send_error(int status_fd, const char *cls, long status, const char *code,
+			  const char *message)
+{
+	char extra[160] = "";
+
+	if (status_fd < 0)
+		return;
+	if (status > 0)
+		snprintf(extra, sizeof(extra), " status=%ld", status);
+	/* A code with a space or '=' would break the record's fields. */
+	if (code != NULL && *code != '\0' && strcspn(code, " =") == strlen(code)) {
+		size_t used = strlen(extra);
+		snprintf(extra + used, sizeof(extra) - used, " code=%.100s", code);
+	}
+	if (status_send(status_fd, "result error class=%s%s message=%s", cls, extra,
+			message) != 0 && errno != EPIPE)
+		msg_warn("status channel: %s", strerror(errno));
+}
+
+int blob_tool_fail(int status_fd, const struct azure_error *err)
+{
+	msg_error("%s", err->message);
+	blob_tool_send_error(status_fd, err->err_class ? err->err_class : ERR_CLASS_LOCAL,
+			     err->status, err->code, err->message);
+	return CHILD_EXIT_FAILED;
 }

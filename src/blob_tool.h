@@ -19,6 +19,12 @@ int blob_tool_config(const char *ident, const char *path, bool path_given,
  * logging why, with the reason in err. */
 struct azure_client *blob_tool_client(const struct mab_config *cfg, const char *container,
 				      char *err, size_t errlen);
+/* Sends "result error class=C [status=N] [code=X] message=..." on the
+ * status channel (nothing when status_fd < 0). */
+void blob_tool_send_error(int status_fd, const char *cls, long status, const char *code,
+			  const char *message);
+/* Logs an Azure error and reports it; returns CHILD_EXIT_FAILED. */
+int blob_tool_fail(int status_fd, const struct azure_error *err);
 /* Parses a decimal uint64; -1 when it is not one. */
 int blob_tool_parse_u64(const char *text, uint64_t *out);
 

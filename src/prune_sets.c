@@ -77,31 +77,6 @@ static void usage(FILE *out)
 		"  --today YYYY-MM-DD   the UTC date to count from (tests)\n");
 }
 
-static void send_error(const struct prune *p, const char *cls, long status,
-		       const char *code, const char *message)
-{
-	char extra[160] = "";
-
-	if (p->status_fd < 0)
-		return;
-	if (status > 0)
-		snprintf(extra, sizeof(extra), " status=%ld", status);
-	if (code != NULL && *code != '\0' && strcspn(code, " =") == strlen(code)) {
-		size_t used = strlen(extra);
-		snprintf(extra + used, sizeof(extra) - used, " code=%.100s", code);
-	}
-	if (status_send(p->status_fd, "result error class=%s%s message=%s", cls, extra,
-			message) != 0 && errno != EPIPE)
-		msg_warn("status channel: %s", strerror(errno));
-}
-
-static int fail(const struct prune *p, const struct azure_error *err)
-{
-	msg_error("%s", err->message);
-	send_error(p, err->err_class ? err->err_class : ERR_CLASS_LOCAL, err->status,
-		   err->code, err->message);
-	return CHILD_EXIT_FAILED;
-}
 
 /* Blob names are the container's, not ours: keep control bytes off the
  * terminal. */
@@ -446,12 +421,12 @@ int main(int argc, char **argv)
 	if (r > 0)
 		azure_error_local(&err, ENOMEM, "out of memory while listing");
 	if (r != 0) {
-		rc = fail(&p, &err);
+		rc = blob_tool_fail(p.status_fd, &err);
 		goto out;
 	}
 	for (size_t i = 0; i < p.sets.n; i++) {
 		if (read_manifest(&p, &p.sets.v[i], &err) != 0) {
-			rc = fail(&p, &err);
+			rc = blob_tool_fail(p.status_fd, &err);
 			goto out;
 		}
 	}
@@ -460,7 +435,7 @@ int main(int argc, char **argv)
 		char msg[sizeof(why) + 64];
 		snprintf(msg, sizeof(msg), "refusing to prune: %s; nothing was deleted", why);
 		msg_error("%s", msg);
-		send_error(&p, ERR_CLASS_LOCAL, 0, NULL, msg);
+		blob_tool_send_error(p.status_fd, ERR_CLASS_LOCAL, 0, NULL, msg);
 		goto out;
 	}
 	for (size_t i = 0; i < p.sets.n; i++) {
@@ -482,7 +457,7 @@ int main(int argc, char **argv)
 			if (p.sets.v[i].remove && delete_set(&p, &p.sets.v[i], &err) != 0) {
 				msg_error("stopped at set %s: nothing more is deleted in this run",
 					  p.sets.v[i].folder);
-				rc = fail(&p, &err);
+				rc = blob_tool_fail(p.status_fd, &err);
 				goto out;
 			}
 		}
@@ -498,7 +473,8 @@ int main(int argc, char **argv)
 	goto out;
 
 usage_error:
-	send_error(&p, ERR_CLASS_LOCAL, 0, NULL, *why ? why : "bad arguments or configuration");
+	blob_tool_send_error(p.status_fd, ERR_CLASS_LOCAL, 0, NULL,
+			     *why ? why : "bad arguments or configuration");
 	rc = CHILD_EXIT_USAGE;
 out:
 	retention_sets_free(&p.sets);

@@ -48,36 +48,11 @@ static void usage(FILE *out)
 		"from the config file or AZURE_STORAGE_CONNECTION_STRING.\n");
 }
 
-static void send_error(const struct upload *u, const char *cls, long status,
-		       const char *code, const char *message)
-{
-	char extra[160] = "";
-
-	if (u->status_fd < 0)
-		return;
-	if (status > 0)
-		snprintf(extra, sizeof(extra), " status=%ld", status);
-	if (code != NULL && *code != '\0' && strcspn(code, " =") == strlen(code)) {
-		size_t used = strlen(extra);
-		snprintf(extra + used, sizeof(extra) - used, " code=%.100s", code);
-	}
-	if (status_send(u->status_fd, "result error class=%s%s message=%s", cls, extra,
-			message) != 0 && errno != EPIPE)
-		msg_warn("status channel: %s", strerror(errno));
-}
-
-static int fail(const struct upload *u, const struct azure_error *err)
-{
-	msg_error("%s", err->message);
-	send_error(u, err->err_class ? err->err_class : ERR_CLASS_LOCAL, err->status,
-		   err->code, err->message);
-	return CHILD_EXIT_FAILED;
-}
 
 static int aborted(const struct upload *u, const char *why)
 {
 	msg_notice("%s: %s; nothing committed", u->blob, why);
-	send_error(u, ERR_CLASS_ABORTED, 0, NULL, why);
+	blob_tool_send_error(u->status_fd, ERR_CLASS_ABORTED, 0, NULL, why);
 	return CHILD_EXIT_PEER_GONE;
 }
 
@@ -292,7 +267,7 @@ int main(int argc, char **argv)
 	if (cfg.create_container) {
 		bool created;
 		if (azure_container_create(client, &created, &err) != 0) {
-			rc = fail(&u, &err);
+			rc = blob_tool_fail(u.status_fd, &err);
 			goto out;
 		}
 		if (created)
@@ -311,7 +286,7 @@ int main(int argc, char **argv)
 	up = block_upload_new(client, u.blob, &bo);
 	if (up == NULL) {
 		azure_error_local(&err, ENOMEM, "out of memory");
-		rc = fail(&u, &err);
+		rc = blob_tool_fail(u.status_fd, &err);
 		goto out;
 	}
 	int staged = block_upload_stage(up, STDIN_FILENO, &err);
@@ -320,7 +295,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (staged != 0) {
-		rc = fail(&u, &err);
+		rc = blob_tool_fail(u.status_fd, &err);
 		goto out;
 	}
 	const struct block_upload_stats *st = block_upload_stats(up);
@@ -358,7 +333,7 @@ int main(int argc, char **argv)
 		.n_meta = n,
 	};
 	if (block_upload_commit(up, &po, &err) != 0) {
-		rc = fail(&u, &err);
+		rc = blob_tool_fail(u.status_fd, &err);
 		goto out;
 	}
 	/* Under the supervisor its own summary line says it all. */
@@ -377,7 +352,8 @@ int main(int argc, char **argv)
 	goto out;
 
 usage_error:
-	send_error(&u, ERR_CLASS_LOCAL, 0, NULL, *why ? why : "bad arguments or configuration");
+	blob_tool_send_error(u.status_fd, ERR_CLASS_LOCAL, 0, NULL,
+			     *why ? why : "bad arguments or configuration");
 	rc = CHILD_EXIT_USAGE;
 out:
 	block_upload_free(up);
