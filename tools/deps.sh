@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 packages="build-essential autoconf automake libtool pkg-config ca-certificates tzdata
   libmongoc-dev libbson-dev libcurl4-openssl-dev zlib1g-dev libssl-dev libinih-dev
-  libxml2-dev check python3 python3-pymongo python3-pymongo-ext python3-azure-storage"
+  libxml2-dev check python3 python3-pymongo python3-pymongo-ext python3-azure-storage
+  valgrind clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

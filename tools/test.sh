@@ -1,25 +1,118 @@
 #!/bin/sh
 # test.sh - install what is missing, build with warnings as errors, and run
-# the whole test suite (unit tests, integration tests against Azurite and
-# the MongoDB-wire fake).  Build output goes to ./build.
+# the whole test suite three ways:
+#
+#   1. ./build: the normal build; unit tests, integration tests against
+#      Azurite and the MongoDB-wire fake, valgrind memcheck of one backup,
+#      and the fuzz targets' regression inputs;
+#   2. ./build-asan: the same suite with every program (the daemon and the
+#      helpers the integration tests start from there) built with
+#      AddressSanitizer, LeakSanitizer and UBSan; any report fails the test;
+#   3. ./build-fuzz: each libFuzzer target for FUZZ_SECONDS (default 10)
+#      (tests/fuzz/run.sh; needs clang).
+#
+# Each step runs only when the one before it passed.  The last line is one
+# tally over all of them: "N passed, N failed, N skipped".
+# Environment: FUZZ_SECONDS (0: no fuzzing), MAB_TEST_USERS_ASAN (users in
+# the big backup test of the sanitizer run; default 50000).
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh
 [ -x configure ] || autoreconf -fi
-mkdir -p build
-cd build
-[ -f Makefile ] || ../configure --enable-werror
+top=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
-make -j"$jobs"
+passed=0 failed=0 skipped=0
+
+# Adds automake's summary in $1/test-suite.log to the tally; prints the
+# log when the run failed ($2 = make check's status).
+tally() {
+	log="$1/test-suite.log"
+	[ -f "$log" ] || return 0
+	pass=$(sed -n 's/^# PASS: *//p' "$log" | head -1)
+	fail=$(sed -n 's/^# FAIL: *//p' "$log" | head -1)
+	error=$(sed -n 's/^# ERROR: *//p' "$log" | head -1)
+	skip=$(sed -n 's/^# SKIP: *//p' "$log" | head -1)
+	[ "$2" = 0 ] || cat "$log"
+	echo "test.sh: $1: ${pass:-0} passed, $(( ${fail:-0} + ${error:-0} )) failed, ${skip:-0} skipped"
+	passed=$(( passed + ${pass:-0} ))
+	failed=$(( failed + ${fail:-0} + ${error:-0} ))
+	skipped=$(( skipped + ${skip:-0} ))
+}
+
+finish() {
+	echo "$passed passed, $failed failed, $skipped skipped"
+	exit "$1"
+}
+
+# ---- 1. the normal build ----------------------------------------------------
+mkdir -p build
+(cd build && { [ -f Makefile ] || ../configure --enable-werror; } && make -j"$jobs")
 status=0
-make -j"$jobs" check || status=$?
-# A one-line tally that any CI can read, from automake's own summary.
-if [ -f test-suite.log ]; then
-	pass=$(sed -n 's/^# PASS: *//p' test-suite.log | head -1)
-	fail=$(sed -n 's/^# FAIL: *//p' test-suite.log | head -1)
-	error=$(sed -n 's/^# ERROR: *//p' test-suite.log | head -1)
-	skip=$(sed -n 's/^# SKIP: *//p' test-suite.log | head -1)
-	[ "$status" = 0 ] || cat test-suite.log
-	echo "${pass:-0} passed, $(( ${fail:-0} + ${error:-0} )) failed, ${skip:-0} skipped"
+(cd build && make -j"$jobs" check) || status=$?
+tally build "$status"
+[ "$status" = 0 ] || finish "$status"
+
+# ---- 2. the sanitizer build -------------------------------------------------
+san="-fsanitize=address,undefined"
+asan_cflags="-O1 -g $san -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+mkdir -p build-asan
+(cd build-asan && { [ -f Makefile ] ||
+	../configure --enable-werror CFLAGS="$asan_cflags" LDFLAGS="$san"; } &&
+	make -j"$jobs")
+
+# LeakSanitizer stops the process's threads with ptrace; where ptrace is
+# forbidden (some containers, or when run under a debugger) it cannot work
+# and would fail every program at exit.  Try it on a known leak first.
+leaks=1
+cat > build-asan/lsan-probe.c <<'PROBE'
+#include <stdlib.h>
+#include <string.h>
+static void *volatile kept;
+__attribute__((noinline)) static void leak(void) { kept = malloc(33); kept = NULL; }
+__attribute__((noinline)) static void scrub(void) { volatile char b[4096]; memset((char *)b, 0, sizeof(b)); }
+int main(void) { for (int i = 0; i < 8; i++) leak(); scrub(); return 0; }
+PROBE
+cc=$(sed -n 's/^CC = //p' build-asan/Makefile)
+if ${cc:-cc} $san -g build-asan/lsan-probe.c -o build-asan/lsan-probe; then
+	probe=$(ASAN_OPTIONS=detect_leaks=1 build-asan/lsan-probe 2>&1 || true)
+	case $probe in
+	*"LeakSanitizer: detected memory leaks"*)
+		echo "test.sh: LeakSanitizer works here" ;;
+	*"LeakSanitizer has encountered a fatal error"*|*"does not work under ptrace"*)
+		leaks=0
+		echo "test.sh: LeakSanitizer cannot run here (ptrace is restricted):" >&2
+		printf '%s\n' "$probe" | head -n 5 >&2
+		echo "test.sh: the sanitizer run goes on with detect_leaks=0 (ASan and UBSan only)" >&2
+		;;
+	*)
+		echo "test.sh: warning: LeakSanitizer missed the probe's leak; leak checks stay on" >&2 ;;
+	esac
 fi
-exit $status
+ASAN_OPTIONS="detect_leaks=$leaks:abort_on_error=1"
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# The big backup test checks the same code with fewer documents.
+MAB_TEST_USERS=${MAB_TEST_USERS_ASAN:-50000}
+export ASAN_OPTIONS UBSAN_OPTIONS MAB_TEST_USERS
+status=0
+(cd build-asan && make -j"$jobs" check) || status=$?
+unset ASAN_OPTIONS UBSAN_OPTIONS MAB_TEST_USERS
+tally build-asan "$status"
+[ "$status" = 0 ] || finish "$status"
+
+# ---- 3. the fuzzers ---------------------------------------------------------
+status=0
+if [ "${FUZZ_SECONDS:-10}" != 0 ]; then
+	FUZZ_SECONDS=${FUZZ_SECONDS:-10} sh tests/fuzz/run.sh || status=$?
+	if [ "$status" = 77 ]; then
+		status=0
+		skipped=$(( skipped + 1 ))	# no clang
+	else
+		p=$(grep -c '^PASS' build-fuzz/fuzz-results.txt 2>/dev/null || true)
+		f=$(grep -c '^FAIL' build-fuzz/fuzz-results.txt 2>/dev/null || true)
+		[ "$status" = 0 ] || [ "${f:-0}" != 0 ] || f=1	# the build failed
+		echo "test.sh: build-fuzz: ${p:-0} passed, ${f:-0} failed, 0 skipped"
+		passed=$(( passed + ${p:-0} ))
+		failed=$(( failed + ${f:-0} ))
+	fi
+fi
+finish "$status"
