@@ -1096,9 +1096,11 @@ int backup_run_timeout_ms(const struct backup_run *run)
 		double w = (double)(run->manifest_not_before - now);
 		if (w < breaker_wait)
 			w = breaker_wait;
-		if (!have_wait || w < wait)
+		/* w <= 0: waiting for a half-open trial to end, an event. */
+		if (w > 0 && (!have_wait || w < wait)) {
 			wait = w;
-		have_wait = true;
+			have_wait = true;
+		}
 	}
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		if (run->jobs[i].state != JOB_QUEUED || run->phase != RUN_COLLECTIONS)
@@ -1106,9 +1108,12 @@ int backup_run_timeout_ms(const struct backup_run *run)
 		double w = (double)(run->jobs[i].not_before - now);
 		if (w < breaker_wait)
 			w = breaker_wait;
-		if (!have_wait || w < wait)
+		/* A job that is due waits for a free slot or a trial's end: both
+		 * are events, and a zero timeout here would spin the loop. */
+		if (w > 0 && (!have_wait || w < wait)) {
 			wait = w;
-		have_wait = true;
+			have_wait = true;
+		}
 	}
 	if (!have_wait)
 		return -1;

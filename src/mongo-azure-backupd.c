@@ -158,9 +158,17 @@ static int run_once(const struct mab_config *cfg)
 		backup_run_handle_fds(&run, fds + 1, n - 1);
 	}
 	r = backup_run_exit_code(&run);
-	struct rusage self;
-	if (getrusage(RUSAGE_SELF, &self) == 0)
-		msg_debug("mongo-azure-backupd: peak RSS %ld KiB", self.ru_maxrss);
+	/* VmHWM, not ru_maxrss: the latter inherits the high-water mark of
+	 * whatever process exec'd us. */
+	FILE *status = fopen("/proc/self/status", "re");
+	char line[128];
+	while (status != NULL && fgets(line, sizeof(line), status) != NULL) {
+		long kib;
+		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+			msg_debug("mongo-azure-backupd: peak RSS %ld KiB", kib);
+	}
+	if (status != NULL)
+		fclose(status);
 out:
 	reap_children(&run);
 	backup_run_free(&run);
