@@ -33,6 +33,7 @@
 #include "xio.h"
 
 #define KILL_GRACE_SECONDS 10.0
+#define DUE_RECHECK_SECONDS 0.25
 #define EXPORT_RETRY_BASE_SECONDS 2
 
 double monotonic_seconds(void)
@@ -1097,7 +1098,9 @@ int backup_run_timeout_ms(const struct backup_run *run)
 		if (w < breaker_wait)
 			w = breaker_wait;
 		/* w <= 0: waiting for a half-open trial to end, an event. */
-		if (w > 0 && (!have_wait || w < wait)) {
+		if (w <= 0)
+			w = DUE_RECHECK_SECONDS;
+		if (!have_wait || w < wait) {
 			wait = w;
 			have_wait = true;
 		}
@@ -1109,8 +1112,11 @@ int backup_run_timeout_ms(const struct backup_run *run)
 		if (w < breaker_wait)
 			w = breaker_wait;
 		/* A job that is due waits for a free slot or a trial's end: both
-		 * are events, and a zero timeout here would spin the loop. */
-		if (w > 0 && (!have_wait || w < wait)) {
+		 * are events, and a zero timeout here would spin the loop; a
+		 * quarter-second tick is the safety net. */
+		if (w <= 0)
+			w = DUE_RECHECK_SECONDS;
+		if (!have_wait || w < wait) {
 			wait = w;
 			have_wait = true;
 		}
