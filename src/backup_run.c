@@ -1071,6 +1071,26 @@ bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
 	return false;
 }
 
+/* Seconds until work that is due at not_before may start: not before then,
+ * nor while the breaker is open.  Work already due waits for a free slot or
+ * a half-open trial's end (events), so it gets a quarter-second recheck as
+ * a safety net instead of a zero timeout that would spin the loop. */
+static double queued_wait(time_t not_before, time_t now, int breaker_wait)
+{
+	double w = (double)(not_before - now);
+
+	if (w < breaker_wait)
+		w = breaker_wait;
+	return w > 0 ? w : DUE_RECHECK_SECONDS;
+}
+
+static void earliest(double *wait, bool *have_wait, double w)
+{
+	if (!*have_wait || w < *wait)
+		*wait = w;
+	*have_wait = true;
+}
+
 int backup_run_timeout_ms(const struct backup_run *run)
 {
 	double wait = 0;
@@ -1080,47 +1100,18 @@ int backup_run_timeout_ms(const struct backup_run *run)
 
 	if (run->phase == RUN_FINISHED)
 		return -1;
-	if (run->deadline > 0) {
-		wait = run->deadline - monotonic_seconds();
-		have_wait = true;
-	}
-	if (run->cancelled && !run->killed) {
-		double k = run->kill_at - monotonic_seconds();
-		if (!have_wait || k < wait)
-			wait = k;
-		have_wait = true;
-	}
-	/* Work that waits for a moment or for the breaker needs a wake-up. */
-	bool manifest_waiting = (run->phase == RUN_MANIFEST_START ||
-				 run->phase == RUN_MANIFEST_END) && !run->manifest_started;
-	if (manifest_waiting) {
-		double w = (double)(run->manifest_not_before - now);
-		if (w < breaker_wait)
-			w = breaker_wait;
-		/* w <= 0: waiting for a half-open trial to end, an event. */
-		if (w <= 0)
-			w = DUE_RECHECK_SECONDS;
-		if (!have_wait || w < wait) {
-			wait = w;
-			have_wait = true;
-		}
-	}
-	for (size_t i = 0; i < run->n_jobs; i++) {
-		if (run->jobs[i].state != JOB_QUEUED || run->phase != RUN_COLLECTIONS)
-			continue;
-		double w = (double)(run->jobs[i].not_before - now);
-		if (w < breaker_wait)
-			w = breaker_wait;
-		/* A job that is due waits for a free slot or a trial's end: both
-		 * are events, and a zero timeout here would spin the loop; a
-		 * quarter-second tick is the safety net. */
-		if (w <= 0)
-			w = DUE_RECHECK_SECONDS;
-		if (!have_wait || w < wait) {
-			wait = w;
-			have_wait = true;
-		}
-	}
+	if (run->deadline > 0)
+		earliest(&wait, &have_wait, run->deadline - monotonic_seconds());
+	if (run->cancelled && !run->killed)
+		earliest(&wait, &have_wait, run->kill_at - monotonic_seconds());
+	if ((run->phase == RUN_MANIFEST_START || run->phase == RUN_MANIFEST_END) &&
+	    !run->manifest_started)
+		earliest(&wait, &have_wait,
+			 queued_wait(run->manifest_not_before, now, breaker_wait));
+	for (size_t i = 0; i < run->n_jobs; i++)
+		if (run->jobs[i].state == JOB_QUEUED && run->phase == RUN_COLLECTIONS)
+			earliest(&wait, &have_wait,
+				 queued_wait(run->jobs[i].not_before, now, breaker_wait));
 	if (!have_wait)
 		return -1;
 	if (wait <= 0)
