@@ -264,6 +264,31 @@ static void add_put_headers(struct azure_request *req, const struct azure_put_op
 	}
 }
 
+/* A create-only commit was refused because the blob exists.  When a retry
+ * (ours, or the caller's with a new process) follows an attempt whose
+ * answer was lost, what exists is that attempt's commit: the same
+ * Content-MD5 says so.  0 then; else -1 with ERR_CLASS_EXISTS. */
+static int create_conflict(struct azure_client *c, const char *blob,
+			   const struct azure_put_opts *opts, struct azure_error *err)
+{
+	struct azure_blob_item props;
+	struct azure_error head_err;
+	int rc = -1;
+
+	if (opts->content_md5 != NULL &&
+	    azure_get_properties(c, blob, &props, &head_err) == 0) {
+		if (props.content_md5 && strcmp(props.content_md5, opts->content_md5) == 0)
+			rc = 0;
+		azure_blob_item_free(&props);
+	}
+	if (rc == 0)
+		return 0;
+	err->err_class = ERR_CLASS_EXISTS;
+	snprintf(err->message, sizeof(err->message), "Put Block List '%s': the blob already "
+		 "exists (a create-only commit)", blob);
+	return -1;
+}
+
 int azure_put_block_list(struct azure_client *c, const char *blob,
 			 const char *const *ids, size_t n,
 			 const struct azure_put_opts *opts, struct azure_error *err)
@@ -287,6 +312,8 @@ int azure_put_block_list(struct azure_client *c, const char *blob,
 		return oom(err, "Put Block List");
 	}
 	azure_request_add_header(&req, "Content-Type", "application/xml");
+	if (opts && opts->create_only)
+		azure_request_add_header(&req, "If-None-Match", "*");
 	add_put_headers(&req, opts, true);
 	azure_request_set_body(&req, body, (size_t)(p - body));
 	if (req.hdr_failed)
@@ -296,6 +323,8 @@ int azure_put_block_list(struct azure_client *c, const char *blob,
 		rc = azure_request_perform(&req, err);
 	azure_request_cleanup(&req);
 	free(body);
+	if (rc != 0 && opts && opts->create_only && (err->status == 409 || err->status == 412))
+		rc = create_conflict(c, blob, opts, err);
 	return rc;
 }
 

@@ -36,6 +36,11 @@ struct azure_put_opts {
 	const char *content_md5;         /* base64 MD5 of the whole blob, or NULL */
 	const struct azure_meta *meta;
 	size_t n_meta;
+	/* Put Block List only: commit only if no blob of that name exists
+	 * (If-None-Match: *); one that does is ERR_CLASS_EXISTS, unless it is
+	 * this very content (content_md5), committed by an attempt whose
+	 * answer was lost. */
+	bool create_only;
 };
 
 enum azure_delete_result {
@@ -74,7 +79,7 @@ int azure_put_block(struct azure_client *c, const char *blob, const char *block_
 		    const void *data, size_t len, const char *md5_b64,
 		    struct azure_error *err);
 /* Commits ids (in order) as the blob's content.  n == 0 makes an empty blob.
- * Safe to repeat after a lost answer. */
+ * Safe to repeat after a lost answer, create_only included. */
 int azure_put_block_list(struct azure_client *c, const char *blob,
 			 const char *const *ids, size_t n,
 			 const struct azure_put_opts *opts, struct azure_error *err);

@@ -54,12 +54,14 @@ static double wall_seconds(void)
 
 static void read_list(struct backup_run *run);
 static void finish_listing(struct backup_run *run);
+static int name_blobs(struct backup_run *run);
 
 static void side_init(struct side *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->status_fd = -1;
 	s->estimate = -1;
+	s->newest_finished = -1;
 }
 
 static void pipeline_init(struct pipeline *pl, const char *blob)
@@ -100,8 +102,18 @@ static bool side_succeeded(const struct side *s)
 	       WEXITSTATUS(s->wait_status) == 0 && s->result_ok;
 }
 
-/* The most useful explanation of a failed pipeline: a real error reported
- * by a child beats "aborted", which beats a bare exit status. */
+/* upload-blob ended without saying why: killed, or crashed.  The
+ * producer's error (a broken pipe) is then only a consequence. */
+static bool uploader_died(const struct pipeline *pl)
+{
+	const struct side *u = &pl->uploader;
+
+	return u->started && u->exited && !u->result_ok && u->error[0] == '\0';
+}
+
+/* The most useful explanation of a failed pipeline: a dead uploader, then
+ * a real error reported by a child beats "aborted", which beats a bare exit
+ * status. */
 static void pipeline_failure(const struct pipeline *pl, const char *producer_name,
 			     char *out, size_t len)
 {
@@ -110,7 +122,10 @@ static void pipeline_failure(const struct pipeline *pl, const char *producer_nam
 	bool p_real = p->error[0] && strcmp(p->error_class, ERR_CLASS_ABORTED) != 0;
 	bool u_real = u->error[0] && strcmp(u->error_class, ERR_CLASS_ABORTED) != 0;
 
-	if (p_real) {
+	if (uploader_died(pl)) {
+		describe_exit(u->wait_status, how, sizeof(how));
+		snprintf(out, len, "upload-blob %s", how);
+	} else if (p_real) {
 		snprintf(out, len, "%s", p->error);
 	} else if (u_real) {
 		snprintf(out, len, "%s", u->error);
@@ -185,7 +200,8 @@ static void pipeline_decide(struct pipeline *pl)
 }
 
 static int start_uploader(struct backup_run *run, struct pipeline *pl, int stdin_fd,
-			  const char *content_type, struct spawn_limits *limits)
+			  const char *content_type, bool create_only,
+			  struct spawn_limits *limits)
 {
 	char path[PATH_MAX];
 	int sv[2];
@@ -195,7 +211,11 @@ static int start_uploader(struct backup_run *run, struct pipeline *pl, int stdin
 		return -1;
 	snprintf(path, sizeof(path), "%s/upload-blob", helper_dir());
 	char *argv[] = { "upload-blob", "-c", run->config_path, "--status-fd", "3",
-			 "--content-type", (char *)content_type, pl->blob, NULL };
+			 "--content-type", (char *)content_type, pl->blob, NULL, NULL };
+	if (create_only) {
+		argv[7] = "--create-only";
+		argv[8] = pl->blob;
+	}
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = stdin_fd, .stdout_fd = -1,
 		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
@@ -238,7 +258,7 @@ static int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
 		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
 		goto out;
 	}
-	if (start_uploader(run, pl, data[0], "application/gzip", &limits) != 0) {
+	if (start_uploader(run, pl, data[0], "application/gzip", false, &limits) != 0) {
 		snprintf(err, errlen, "cannot start %s/upload-blob: %s", helper_dir(),
 			 strerror(errno));
 		goto out;
@@ -303,7 +323,9 @@ static int start_manifest_upload(struct backup_run *run, bool final)
 			 strerror(errno));
 		return -1;
 	}
-	if (start_uploader(run, &run->manifest, data[0], "application/json", &limits) != 0) {
+	/* The first manifest claims the set folder: it must not exist yet. */
+	if (start_uploader(run, &run->manifest, data[0], "application/json", !final,
+			   &limits) != 0) {
 		snprintf(run->failure, sizeof(run->failure), "cannot start %s/upload-blob: %s",
 			 helper_dir(), strerror(errno));
 		close(data[0]);
@@ -403,7 +425,9 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 			job->not_before = time(NULL) + delay;
 			return;
 		}
-		if (!run->cancelled && export_retryable(pl) &&
+		/* A dead upload-blob is a local accident (memory limit, OOM
+		 * killer, an operator's kill): another attempt may well pass. */
+		if (!run->cancelled && (export_retryable(pl) || uploader_died(pl)) &&
 		    job->attempts <= run->cfg->export_retries) {
 			int delay = EXPORT_RETRY_BASE_SECONDS << (job->attempts - 1);
 			msg_warn("collection %s: attempt %d failed: %s; retrying in %d s",
@@ -423,6 +447,7 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 		snprintf(job->sha256, sizeof(job->sha256), "%s", pl->sha256);
 		/* The metadata blob waits its turn like any upload. */
 		job->data_done = true;
+		job->attempts = 0;
 		job->state = JOB_QUEUED;
 		job->not_before = 0;
 		return;
@@ -443,11 +468,11 @@ static void start_jobs(struct backup_run *run)
 		/* While the breaker is open nothing new talks to the storage. */
 		if (!breaker_allow(run->breaker, now))
 			return;
-		if (!job->data_done) {
-			job->attempts++;
-			if (job->started == 0)
-				job->started = monotonic_seconds();
-		}
+		/* Attempts count per blob: the metadata's own retries are not
+		 * spent by the data's. */
+		job->attempts++;
+		if (job->started == 0)
+			job->started = monotonic_seconds();
 		pipeline_init(&job->pl, job->data_done ? job->metadata_blob : job->blob);
 		job->state = job->data_done ? JOB_METADATA : JOB_DATA;
 		msg_debug("collection %s: starting %s to %s (attempt %d)", job->name,
@@ -554,9 +579,11 @@ static int start_status_helper(struct backup_run *run, struct side *side, char *
 /* prune-sets, after a complete run, through the breaker like any storage
  * work.  Its failure is logged but does not undo the backup: the run stays
  * complete, and the next run prunes again. */
-static int start_pruner(struct backup_run *run)
+static int start_pruner(struct backup_run *run, bool dry_run)
 {
 	if (!breaker_allow(run->breaker, time(NULL))) {
+		if (dry_run)
+			return -1;
 		msg_warn("retention: skipped, the storage breaker is open; the next run "
 			 "prunes instead");
 		snprintf(run->retention_summary, sizeof(run->retention_summary),
@@ -565,10 +592,27 @@ static int start_pruner(struct backup_run *run)
 	}
 	char *argv[] = { "prune-sets", "-c", run->config_path, "--status-fd", "3",
 			 "--current-set", run->set_folder, NULL };
+	if (dry_run) {
+		argv[5] = "--dry-run";
+		argv[6] = NULL;
+	}
+	run->pruner_dry_run = dry_run;
 	if (start_status_helper(run, &run->pruner, argv) != 0) {
 		breaker_release(run->breaker);
 		return -1;
 	}
+	return 0;
+}
+
+/* After a run that did not end complete: prune-sets --dry-run deletes
+ * nothing but finds the newest complete set in storage, so status tells
+ * the truth about the last good backup.  Not when cancelled (a stop must
+ * not wait on the storage).  0 when started (phase RUN_RETENTION). */
+static int start_newest_lookup(struct backup_run *run)
+{
+	if (run->cancelled || start_pruner(run, true) != 0)
+		return -1;
+	run->phase = RUN_RETENTION;
 	return 0;
 }
 
@@ -607,6 +651,16 @@ static void retention_over(struct backup_run *run)
 {
 	struct side *p = &run->pruner;
 
+	if (run->pruner_dry_run) {
+		if (side_succeeded(p))
+			breaker_success(run->breaker);
+		else
+			breaker_release(run->breaker);
+		if (!side_succeeded(p))
+			msg_warn("could not learn the newest complete set from the storage: %s",
+				 p->error[0] ? p->error : "prune-sets --dry-run failed");
+		return;
+	}
 	run->retention_done = true;
 	if (side_succeeded(p)) {
 		breaker_success(run->breaker);
@@ -632,23 +686,50 @@ static void retention_over(struct backup_run *run)
 
 enum manifest_progress { MANIFEST_PENDING, MANIFEST_WRITTEN, MANIFEST_GAVE_UP };
 
-/* Writes the manifest (incomplete at the start, final at the end) through
- * the breaker: a transient storage failure waits and tries again until the
- * run's deadline; anything else gives up at once. */
+/* The first manifest found its folder taken by an earlier set: move the
+ * run to the next numbered folder.  -1 when there is none left. */
+static int next_set_folder(struct backup_run *run)
+{
+	char taken[BLOB_NAME_MAX];
+
+	snprintf(taken, sizeof(taken), "%s", run->set_folder);
+	if (run->set_seq >= PATH_SET_SEQ_MAX) {
+		snprintf(run->failure, sizeof(run->failure), "%s and its %u numbered siblings "
+			 "already hold backup sets", taken, PATH_SET_SEQ_MAX - 1);
+		return -1;
+	}
+	run->set_seq++;
+	if (name_blobs(run) != 0)
+		return -1;
+	msg_info("run %s: %s already holds a backup set, which stays as it is; this run "
+		 "writes %s", run->run_id, taken, run->set_folder);
+	return 0;
+}
+
+/* Writes the manifest through the breaker: first to claim the run's own set
+ * folder (create-only, marked incomplete), last with every collection's
+ * result.  A transient storage failure waits and tries again until the
+ * run's deadline; anything else gives up at once.  A cancelled run still
+ * writes its final manifest, unless the SIGKILL escalation came first or
+ * the storage is out: then the first one, which claims nothing, stays. */
 static enum manifest_progress manifest_step(struct backup_run *run, bool final)
 {
 	struct pipeline *pl = &run->manifest;
 	char why[600];
 
 	if (!run->manifest_started) {
-		if (run->cancelled) {
+		if (run->cancelled && (!final || run->killed)) {
 			if (!run->failure[0])
 				snprintf(run->failure, sizeof(run->failure), "cancelled");
 			goto give_up_quietly;
 		}
-		if (time(NULL) < run->manifest_not_before ||
-		    !breaker_allow(run->breaker, time(NULL)))
+		if (!run->cancelled && time(NULL) < run->manifest_not_before)
 			return MANIFEST_PENDING;
+		if (!breaker_allow(run->breaker, time(NULL))) {
+			if (run->cancelled)
+				goto give_up_quietly;
+			return MANIFEST_PENDING;
+		}
 		run->manifest_started = true;
 		if (start_manifest_upload(run, final) != 0) {
 			breaker_release(run->breaker);
@@ -659,9 +740,21 @@ static enum manifest_progress manifest_step(struct backup_run *run, bool final)
 	if (!pipeline_done(pl))
 		return MANIFEST_PENDING;
 	tell_breaker(run, pl);
-	if (pipeline_succeeded(pl))
+	if (pipeline_succeeded(pl)) {
+		if (!final)
+			run->set_claimed = true;
 		return MANIFEST_WRITTEN;
+	}
 	pipeline_failure(pl, "the supervisor", why, sizeof(why));
+	if (!final && !run->cancelled &&
+	    strcmp(pl->uploader.error_class, ERR_CLASS_EXISTS) == 0) {
+		if (next_set_folder(run) != 0)
+			goto give_up_quietly;
+		run->manifest_started = false;
+		run->manifest_not_before = 0;
+		pipeline_init(pl, run->manifest_blob);
+		return manifest_step(run, final);
+	}
 	if (!run->cancelled && storage_transient_failure(pl)) {
 		int delay = storage_retry_delay(++run->manifest_failures);
 		msg_warn("%s: the storage failed (%s); trying again in %d s or when the "
@@ -682,6 +775,9 @@ static enum manifest_progress manifest_step(struct backup_run *run, bool final)
 			 run->manifest_blob, why);
 give_up_quietly:
 	run->manifest_failed = true;
+	if (final && run->cancelled)
+		msg_warn("%s: the final manifest was not written; the set stays marked "
+			 "incomplete with every collection pending", run->manifest_blob);
 	if (!final) {
 		for (size_t i = 0; i < run->n_jobs; i++) {
 			if (run->jobs[i].state == JOB_FAILED)
@@ -735,6 +831,9 @@ void backup_run_step(struct backup_run *run)
 	case RUN_MANIFEST_START:
 		if (manifest_step(run, false) != MANIFEST_WRITTEN)
 			return;
+		msg_info("run %s: starting: %zu collections of database %s into container %s, "
+			 "set %s", run->run_id, run->n_jobs, run->cfg->database,
+			 run->cfg->container, run->set_folder);
 		run->phase = RUN_COLLECTIONS;
 		/* fall through */
 	case RUN_COLLECTIONS:
@@ -748,12 +847,8 @@ void backup_run_step(struct backup_run *run)
 		if (!jobs_all_over(run))
 			return;
 		run->finish_wall = wall_seconds();
-		if (run->cancelled && (run->n_ok == 0 || !run->timed_out)) {
-			/* Stopping: the manifest written at the start, which says
-			 * incomplete, stays; no new upload delays the exit. */
-			finish_run(run);
-			return;
-		}
+		/* However the run ended, its manifest now says what each
+		 * collection did; a cancel bounds this by its SIGKILL grace. */
 		run->phase = RUN_MANIFEST_END;
 		run->manifest_started = false;
 		/* fall through */
@@ -762,7 +857,8 @@ void backup_run_step(struct backup_run *run)
 			return;
 		/* Retention only ever follows a complete run. */
 		if (backup_run_exit_code(run) != 0 || run->cancelled) {
-			finish_run(run);
+			if (start_newest_lookup(run) != 0)
+				finish_run(run);
 			return;
 		}
 		run->backup_complete = true;
@@ -779,11 +875,12 @@ void backup_run_step(struct backup_run *run)
 		if (run->verifier.started)
 			verification_over(run);
 		if (!run->backup_complete) {
-			finish_run(run);
+			if (start_newest_lookup(run) != 0)
+				finish_run(run);
 			return;
 		}
 		run->phase = RUN_RETENTION;
-		if (start_pruner(run) != 0) {
+		if (start_pruner(run, false) != 0) {
 			finish_run(run);
 			return;
 		}
@@ -812,6 +909,14 @@ static void side_record(struct pipeline *pl, struct side *s, bool is_uploader,
 			s->bson_bytes = status_get_u64(rec, "bson_bytes", s->bson_bytes);
 			s->gzip_bytes = status_get_u64(rec, "gzip_bytes", s->gzip_bytes);
 		}
+		return;
+	}
+	if (strcmp(rec->kind, "newest") == 0) {
+		/* prune-sets: "newest found=1 finished=UNIXTIME set=FOLDER" */
+		const char *set = status_get(rec, "set");
+		bool found = status_get_u64(rec, "found", 0) == 1 && set != NULL;
+		snprintf(s->newest_set, sizeof(s->newest_set), "%s", found ? set : "");
+		s->newest_finished = found ? (int64_t)status_get_u64(rec, "finished", 0) : 0;
 		return;
 	}
 	if (is_uploader && strcmp(rec->kind, "staged") == 0) {
@@ -1163,6 +1268,17 @@ void backup_run_cancel(struct backup_run *run, const char *why)
 	}
 }
 
+bool backup_run_newest_complete(const struct backup_run *run, const char **set,
+				int64_t *finished)
+{
+	if (!run->pruner.started || !side_succeeded(&run->pruner) ||
+	    run->pruner.newest_finished < 0)
+		return false;
+	*set = run->pruner.newest_set;
+	*finished = run->pruner.newest_finished;
+	return true;
+}
+
 int backup_run_exit_code(const struct backup_run *run)
 {
 	/* A stop during retention does not undo a complete backup. */
@@ -1173,6 +1289,31 @@ int backup_run_exit_code(const struct backup_run *run)
 	if (run->manifest_failed || run->cancelled || run->n_failed > 0 ||
 	    run->n_ok != (int)run->n_jobs)
 		return 1;
+	return 0;
+}
+
+/* Names every blob of the run for its set folder: blob_path rendered, with
+ * the folder numbered when set_seq > 1. */
+static int name_blobs(struct backup_run *run)
+{
+	char rendered[BLOB_NAME_MAX];
+
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct collection_job *job = &run->jobs[i];
+		if (path_template_render(run->cfg->blob_path, job->name, run->start, rendered,
+					 sizeof(rendered)) != 0 ||
+		    path_set_sequence(rendered, run->set_seq, job->blob, sizeof(job->blob)) != 0 ||
+		    path_metadata_name(job->blob, job->metadata_blob,
+				       sizeof(job->metadata_blob)) != 0) {
+			snprintf(run->failure, sizeof(run->failure),
+				 "blob name for collection '%s' is too long", job->name);
+			return -1;
+		}
+		pipeline_init(&job->pl, job->blob);
+	}
+	path_set_folder(run->jobs[0].blob, run->set_folder, sizeof(run->set_folder));
+	snprintf(run->manifest_blob, sizeof(run->manifest_blob), "%s%s", run->set_folder,
+		 MANIFEST_NAME);
 	return 0;
 }
 
@@ -1194,15 +1335,6 @@ static int create_jobs(struct backup_run *run, char *const *collections, size_t 
 			return -1;
 		}
 		run->n_jobs++;
-		if (path_template_render(cfg->blob_path, job->name, run->start, job->blob,
-					 sizeof(job->blob)) != 0 ||
-		    path_metadata_name(job->blob, job->metadata_blob,
-				       sizeof(job->metadata_blob)) != 0) {
-			snprintf(run->failure, sizeof(run->failure),
-				 "blob name for collection '%s' is too long", job->name);
-			return -1;
-		}
-		pipeline_init(&job->pl, job->blob);
 		job->estimate = -1;
 	}
 	if (n == 0) {
@@ -1210,19 +1342,16 @@ static int create_jobs(struct backup_run *run, char *const *collections, size_t 
 			 "no collections to back up in database '%s'", cfg->database);
 		return -1;
 	}
-	path_set_folder(run->jobs[0].blob, run->set_folder, sizeof(run->set_folder));
-	snprintf(run->manifest_blob, sizeof(run->manifest_blob), "%s%s", run->set_folder,
-		 MANIFEST_NAME);
-	return 0;
+	run->set_seq = 1;
+	return name_blobs(run);
 }
 
 static int begin_collections(struct backup_run *run, char *const *collections, size_t n)
 {
 	if (create_jobs(run, collections, n) != 0)
 		return -1;
-	msg_info("run %s: starting: %zu collections of database %s into container %s, "
-		 "set %s", run->run_id, run->n_jobs, run->cfg->database, run->cfg->container,
-		 run->set_folder);
+	msg_debug("run %s: %zu collections of database %s; claiming set %s", run->run_id,
+		  run->n_jobs, run->cfg->database, run->set_folder);
 	run->phase = RUN_MANIFEST_START;
 	run->manifest_started = false;
 	backup_run_step(run);

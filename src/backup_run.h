@@ -32,6 +32,9 @@ struct side {
 	char error[512];
 	uint64_t documents, bson_bytes, gzip_bytes;
 	int64_t estimate;         /* documents the exporter expects, -1 unknown */
+	/* prune-sets: the newest complete set it found in storage */
+	char newest_set[BLOB_NAME_MAX];
+	int64_t newest_finished;  /* its manifest's "finished", -1 unknown */
 };
 
 /* A producer (export-collection, or the supervisor's own buffer for the
@@ -90,6 +93,8 @@ struct backup_run {
 	struct collection_job *jobs;
 	size_t n_jobs;
 	char set_folder[BLOB_NAME_MAX];
+	unsigned set_seq;         /* 1: the rendered folder; n: its ".n" sibling */
+	bool set_claimed;         /* the first manifest is committed there */
 	char manifest_blob[BLOB_NAME_MAX];
 	struct pipeline manifest;
 	char *manifest_json;
@@ -99,8 +104,10 @@ struct backup_run {
 	struct breaker *breaker;
 	/* collections = *: export-collection --list, NUL-separated names */
 	struct side lister;
-	/* retention after a complete run: prune-sets */
+	/* retention after a complete run: prune-sets; after any other run
+	 * prune-sets --dry-run, for the newest complete set in storage */
 	struct side pruner;
+	bool pruner_dry_run;
 	bool retention_done;
 	bool backup_complete;     /* every collection and the final manifest committed */
 	/* [verify] after_backup: verify-set */
@@ -140,6 +147,11 @@ void backup_run_step(struct backup_run *run);
 bool backup_run_finished(const struct backup_run *run);
 /* TERM to every child now, KILL after a grace period; nothing is committed. */
 void backup_run_cancel(struct backup_run *run, const char *why);
+/* The newest complete set in storage as prune-sets saw it after the run
+ * ("" when there is none); false when the run did not learn it (the breaker
+ * was open, the run was cancelled, prune-sets failed). */
+bool backup_run_newest_complete(const struct backup_run *run, const char **set,
+				int64_t *finished);
 /* 0 all collections and the manifest committed, 1 otherwise. */
 int backup_run_exit_code(const struct backup_run *run);
 void backup_run_free(struct backup_run *run);

@@ -46,6 +46,7 @@ enum child_exit {
 #define ERR_CLASS_NOTFOUND  "notfound"   /* collection or container missing */
 #define ERR_CLASS_LOCAL     "local"      /* our own side: memory, pipe, I/O */
 #define ERR_CLASS_ABORTED   "aborted"    /* told to abort, or peer went away */
+#define ERR_CLASS_EXISTS    "exists"     /* a create-only commit found the blob there */
 
 struct status_record {
 	char kind[16];

@@ -191,6 +191,8 @@ static void run_finished(struct daemon *d)
 {
 	struct backup_run *run = &d->run;
 	enum run_result result = daemon_run_result(run);
+	const char *newest;
+	int64_t newest_finished;
 
 	if (d->state.last_run != NULL)
 		bson_destroy(d->state.last_run);
@@ -198,7 +200,12 @@ static void run_finished(struct daemon *d)
 	d->state.runs[result]++;
 	d->state.last_run_started = run->start;
 	d->state.last_run_finished = (time_t)run->finish_wall;
-	if (result == RESULT_COMPLETE) {
+	if (backup_run_newest_complete(run, &newest, &newest_finished)) {
+		/* What prune-sets found in storage after the run. */
+		snprintf(d->state.last_complete_set, sizeof(d->state.last_complete_set), "%s",
+			 newest);
+		d->state.last_complete_finished = newest[0] ? (time_t)newest_finished : 0;
+	} else if (result == RESULT_COMPLETE) {
 		snprintf(d->state.last_complete_set, sizeof(d->state.last_complete_set), "%s",
 			 run->set_folder);
 		d->state.last_complete_finished = (time_t)run->finish_wall;

@@ -158,3 +158,18 @@ int path_set_folder(const char *blob_name, char *out, size_t outlen)
 	out[len] = '\0';
 	return 0;
 }
+
+int path_set_sequence(const char *name, unsigned seq, char *out, size_t outlen)
+{
+	const char *slash = strrchr(name, '/');
+	int n;
+
+	if (seq < 2) {
+		n = snprintf(out, outlen, "%s", name);
+		return n < 0 || (size_t)n >= outlen ? -1 : 0;
+	}
+	if (slash == NULL)
+		return -1;
+	n = snprintf(out, outlen, "%.*s.%u%s", (int)(slash - name), name, seq, slash);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}

@@ -14,8 +14,10 @@
  * set interrupted half way never looks complete, and one whose manifest is
  * immutable (WORM) is skipped before anything of it is touched.
  *
- * With --status-fd the last record is "result ok sets_deleted=N
- * blobs_deleted=N sets_kept=N immutable=N" or "result error class=C ...".
+ * With --status-fd the last records are "newest found=1 finished=UNIXTIME
+ * set=FOLDER" (the newest complete set that stays; "newest found=0" when
+ * there is none) and "result ok sets_deleted=N blobs_deleted=N sets_kept=N
+ * immutable=N", or "result error class=C ...".
  * Exit: 0 done, 1 failed or refused, 2 usage or configuration.
  */
 #include "config.h"
@@ -172,6 +174,8 @@ static int read_manifest(struct prune *p, struct retention_set *s, struct azure_
 		goto out;
 	}
 	s->manifest = retention_manifest_parse(b.data ? b.data : "", b.len, why, sizeof(why));
+	if (s->manifest == RETENTION_COMPLETE)
+		s->finished = retention_manifest_finished(b.data, b.len);
 report:
 	if (s->manifest == RETENTION_UNREADABLE)
 		msg_warn("%s/%s: not a usable manifest (%s); the set counts as not complete",
@@ -291,9 +295,24 @@ static int delete_set(struct prune *p, const struct retention_set *s, struct azu
 static void report_ok(const struct prune *p, size_t would_delete)
 {
 	char extra[64] = "";
+	int r;
 
 	if (p->status_fd < 0)
 		return;
+	/* What stays in storage: the daemon's idea of the last good backup
+	 * comes from here, not from its memory of its own runs. */
+	const struct retention_set *newest = retention_newest_complete(&p->sets, p->dry_run);
+	bool printable = newest != NULL;
+	for (const char *c = newest ? newest->folder : ""; *c; c++)
+		if (*c <= ' ' || *c == 0x7f)
+			printable = false;
+	if (printable)
+		r = status_send(p->status_fd, "newest found=1 finished=%lld set=%s",
+				newest->finished < 0 ? 0 : newest->finished, newest->folder);
+	else
+		r = status_send(p->status_fd, "newest found=0");
+	if (r != 0 && errno != EPIPE)
+		msg_warn("status channel: %s", strerror(errno));
 	if (p->dry_run)
 		snprintf(extra, sizeof(extra), " dry_run=1 would_delete=%zu", would_delete);
 	if (status_send(p->status_fd, "result ok sets_deleted=%zu blobs_deleted=%" PRIu64

@@ -3,6 +3,7 @@
 
 #include <bson/bson.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,12 +125,93 @@ int retention_layout_init(struct retention_layout *layout, const char *blob_path
 	}
 	memcpy(layout->folder, blob_path, len);
 	layout->folder[len] = '\0';
+	snprintf(layout->file, sizeof(layout->file), "%s", slash + 1);
 	brace = strchr(layout->folder, '{');
 	len = (size_t)(brace - layout->folder);
 	memcpy(layout->prefix, layout->folder, len);
 	layout->prefix[len] = '\0';
 	layout->has_time = strstr(layout->folder, "{time}") != NULL;
 	return 0;
+}
+
+/* ".N" ending a set folder's last segment (path_set_sequence): 2 to
+ * PATH_SET_SEQ_MAX, no leading zero.  Advances *p past it. */
+static bool match_sequence(const char **p, unsigned *seq)
+{
+	const char *s = *p + 1;
+	unsigned long v = 0;
+
+	if (*s < '1' || *s > '9')
+		return false;
+	while (*s >= '0' && *s <= '9') {
+		v = v * 10 + (unsigned long)(*s - '0');
+		if (v > PATH_SET_SEQ_MAX)
+			return false;
+		s++;
+	}
+	if (v < 2)
+		return false;
+	*seq = (unsigned)v;
+	*p = s;
+	return true;
+}
+
+/* Does name match the file part of blob_path?  {collection} stands for a
+ * name escaped as path_template_render does (at least one character). */
+static bool match_file(const char *t, const char *p)
+{
+	long v;
+
+	while (*t != '\0') {
+		if (strncmp(t, "{collection}", 12) == 0) {
+			for (const char *q = p; *q != '\0'; q++) {
+				bool ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+					  (*q >= '0' && *q <= '9') || *q == '.' || *q == '_' ||
+					  *q == '-' || *q == '%';
+				if (!ok)
+					return false;
+				if (match_file(t + 12, q + 1))
+					return true;
+			}
+			return false;
+		}
+		if (strncmp(t, "{date}", 6) == 0) {
+			if (!match_date(p, &v))
+				return false;
+			t += 6;
+			p += 10;
+		} else if (strncmp(t, "{time}", 6) == 0) {
+			if (!match_time(p, &v))
+				return false;
+			t += 6;
+			p += 6;
+		} else {
+			if (*p != *t)
+				return false;
+			t++;
+			p++;
+		}
+	}
+	return *p == '\0';
+}
+
+/* The blobs a run writes into its set folder. */
+static bool is_set_blob(const struct retention_layout *layout, const char *base)
+{
+	static const char meta_suffix[] = ".metadata.json.gz", data_suffix[] = ".bson.gz";
+	char data[BLOB_NAME_MAX];
+	size_t len = strlen(base), mlen = sizeof(meta_suffix) - 1;
+
+	if (strcmp(base, MANIFEST_NAME) == 0 || strcmp(base, "verification.json") == 0)
+		return true;
+	if (match_file(layout->file, base))
+		return true;
+	if (len <= mlen || strcmp(base + len - mlen, meta_suffix) != 0 ||
+	    len - mlen + sizeof(data_suffix) > sizeof(data))
+		return false;
+	memcpy(data, base, len - mlen);
+	memcpy(data + len - mlen, data_suffix, sizeof(data_suffix));
+	return match_file(layout->file, data);
 }
 
 /* Matches the folder template against the start of text; the end of the
@@ -141,6 +223,7 @@ static bool match_folder(const struct retention_layout *layout, const char *text
 	const char *t = layout->folder, *p = text;
 	bool have_day = false, have_time = false;
 	long day = 0, seconds = 0, v;
+	unsigned seq = 1;
 
 	while (*t != '\0') {
 		if (strncmp(t, "{date}", 6) == 0) {
@@ -158,6 +241,8 @@ static bool match_folder(const struct retention_layout *layout, const char *text
 			t += 6;
 			p += 6;
 		} else {
+			if (t[0] == '/' && t[1] == '\0' && *p == '.' && !match_sequence(&p, &seq))
+				return false;
 			if (*p != *t)
 				return false;
 			t++;
@@ -166,6 +251,7 @@ static bool match_folder(const struct retention_layout *layout, const char *text
 	}
 	if (!have_day || (size_t)(p - text) >= sizeof(out->folder))
 		return false;
+	out->seq = seq;
 	memcpy(out->folder, text, (size_t)(p - text));
 	out->folder[p - text] = '\0';
 	out->day = day;
@@ -181,8 +267,9 @@ bool retention_parse_name(const struct retention_layout *layout, const char *nam
 
 	if (!match_folder(layout, name, &rest, out))
 		return false;
-	/* One segment below the folder: deeper names are not ours. */
-	if (*rest == '\0' || strchr(rest, '/') != NULL)
+	/* One segment below the folder, of a name a run writes: deeper names
+	 * and anything else a person put there are not ours. */
+	if (*rest == '\0' || strchr(rest, '/') != NULL || !is_set_blob(layout, rest))
 		return false;
 	out->base = rest;
 	return true;
@@ -240,7 +327,9 @@ static struct retention_set *new_set(struct retention_sets *sets,
 		return NULL;
 	s->day = name->day;
 	s->seconds = name->seconds;
+	s->seq = name->seq;
 	s->manifest = RETENTION_NO_MANIFEST;
+	s->finished = -1;
 	sets->n++;
 	return s;
 }
@@ -322,6 +411,46 @@ out:
 	return result;
 }
 
+long long retention_manifest_finished(const char *json, size_t len)
+{
+	long long result = -1;
+	bson_error_t error;
+	bson_iter_t it;
+	bson_t *doc;
+	const char *text;
+	long day, seconds;
+
+	if (len == 0 || len > SSIZE_MAX)
+		return -1;
+	doc = bson_new_from_json((const uint8_t *)json, (ssize_t)len, &error);
+	if (doc == NULL)
+		return -1;
+	if (bson_iter_init_find(&it, doc, "finished") && BSON_ITER_HOLDS_UTF8(&it)) {
+		text = bson_iter_utf8(&it, NULL);
+		/* "YYYY-MM-DDTHH:MM:SSZ" */
+		if (strlen(text) == 20 && match_date(text, &day) && text[10] == 'T' &&
+		    text[13] == ':' && text[16] == ':' && text[19] == 'Z') {
+			char hms[7] = { text[11], text[12], text[14], text[15], text[17],
+					text[18], '\0' };
+			if (match_time(hms, &seconds))
+				result = (long long)day * SECONDS_PER_DAY + seconds;
+		}
+	}
+	bson_destroy(doc);
+	return result;
+}
+
+const struct retention_set *retention_newest_complete(const struct retention_sets *sets,
+						      bool include_removed)
+{
+	for (size_t i = sets->n; i > 0; i--) {
+		const struct retention_set *s = &sets->v[i - 1];
+		if (s->manifest == RETENTION_COMPLETE && (include_removed || !s->remove))
+			return s;
+	}
+	return NULL;
+}
+
 const char *retention_manifest_text(enum retention_manifest m)
 {
 	switch (m) {
@@ -343,6 +472,8 @@ static int oldest_first(const void *a, const void *b)
 		return x->day < y->day ? -1 : 1;
 	if (x->seconds != y->seconds)
 		return x->seconds < y->seconds ? -1 : 1;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
 	return strcmp(x->folder, y->folder);
 }
 

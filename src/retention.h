@@ -3,8 +3,12 @@
  * Owns three pure pieces, so every rule can be tested without storage:
  *   - the layout: which blob names are ours at all.  Only names whose folder
  *     matches the folder part of [azure] blob_path strictly ({date} a real
- *     calendar date, {time} a real HHMMSS), with one more segment and no
- *     deeper, belong to a set; everything else is never touched or counted;
+ *     calendar date, {time} a real HHMMSS; its last segment may carry a
+ *     set's sequence number, ".2" and up, see path_template.h), and whose
+ *     last segment is one a run writes there (a data blob of the file part
+ *     of blob_path, its metadata blob, manifest.json, verification.json),
+ *     belong to a set; everything else (a person's notes.txt) is never
+ *     touched or counted;
  *   - grouping those names into sets (one rendered folder = one set) and
  *     reading a set's manifest.json text as complete / incomplete /
  *     unreadable;
@@ -35,6 +39,7 @@
 struct retention_layout {
 	char folder[BLOB_NAME_MAX];     /* blob_path up to its last '/', inclusive */
 	char prefix[BLOB_NAME_MAX];     /* fixed text before the first placeholder */
+	char file[BLOB_NAME_MAX];       /* blob_path after its last '/' */
 	bool has_time;                  /* the folder holds {time} */
 };
 
@@ -43,6 +48,7 @@ struct retention_name {
 	char folder[BLOB_NAME_MAX];     /* "backups/2026-11-26/" */
 	long day;                       /* days since 1970-01-01 */
 	long seconds;                   /* {time} as seconds of the day; 0 without */
+	unsigned seq;                   /* the folder's sequence number; 1 without */
 	const char *base;               /* what follows the folder in the name */
 };
 
@@ -57,12 +63,14 @@ struct retention_set {
 	char *folder;
 	long day;
 	long seconds;
+	unsigned seq;
 	char **blobs;                   /* full names, as listed */
 	size_t n_blobs;
 	size_t cap_blobs;
 	bool has_manifest;              /* FOLDER/manifest.json was listed */
 	uint64_t manifest_size;         /* its size from the listing */
 	enum retention_manifest manifest;  /* filled by the caller after reading it */
+	long long finished;             /* its "finished" (Unix time), -1 unknown */
 
 	/* Set by retention_plan(). */
 	bool remove;
@@ -109,8 +117,16 @@ void retention_sets_free(struct retention_sets *sets);
  * RETENTION_UNREADABLE. */
 enum retention_manifest retention_manifest_parse(const char *json, size_t len,
 						 char *why, size_t whylen);
+/* A manifest's "finished" time ("YYYY-MM-DDTHH:MM:SSZ") as Unix time; -1
+ * when it has none or the text is not a manifest. */
+long long retention_manifest_finished(const char *json, size_t len);
 /* "complete", "manifest says incomplete", "no manifest", "manifest unreadable". */
 const char *retention_manifest_text(enum retention_manifest m);
+
+/* The newest complete set that stays (all of them with include_removed),
+ * or NULL; call after retention_plan. */
+const struct retention_set *retention_newest_complete(const struct retention_sets *sets,
+						      bool include_removed);
 
 /* Sorts the sets oldest first and decides each one.  Returns 0, or -1 when
  * the current set is missing or not complete: then every set is kept and

@@ -33,6 +33,7 @@ struct upload {
 	int status_fd;                /* -1 standalone */
 	const char *blob;
 	const char *content_type;
+	bool create_only;
 	struct azure_meta meta[MAX_USER_META + 3];
 	size_t n_meta;
 	char *meta_buf[MAX_USER_META];
@@ -42,10 +43,13 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: upload-blob [-c CONF] [--status-fd N] [--content-type TYPE]\n"
-		"                   [--meta name=value]... [--container NAME] BLOB-NAME\n"
+		"                   [--meta name=value]... [--container NAME] [--create-only]\n"
+		"                   BLOB-NAME\n"
 		"Streams stdin into the block blob BLOB-NAME and commits it at EOF (or, with\n"
 		"--status-fd, when the supervisor says commit).  The connection string is read\n"
-		"from the config file or AZURE_STORAGE_CONNECTION_STRING.\n");
+		"from the config file or AZURE_STORAGE_CONNECTION_STRING.\n"
+		"  --create-only  commit only if no blob of that name exists (exit 1, error\n"
+		"                 class 'exists', when one does)\n");
 }
 
 
@@ -181,6 +185,7 @@ int main(int argc, char **argv)
 		{ "content-type", required_argument, NULL, 'T' },
 		{ "meta", required_argument, NULL, 'm' },
 		{ "container", required_argument, NULL, 'C' },
+		{ "create-only", no_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -229,6 +234,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			container = optarg;
+			break;
+		case 'E':
+			u.create_only = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -331,9 +339,18 @@ int main(int argc, char **argv)
 		.content_md5 = st->md5_b64,
 		.meta = u.meta,
 		.n_meta = n,
+		.create_only = u.create_only,
 	};
 	if (block_upload_commit(up, &po, &err) != 0) {
-		rc = blob_tool_fail(u.status_fd, &err);
+		if (err.err_class && strcmp(err.err_class, ERR_CLASS_EXISTS) == 0) {
+			/* Not a failure of ours: the caller asked to be told. */
+			msg_info("%s", err.message);
+			blob_tool_send_error(u.status_fd, err.err_class, err.status, err.code,
+					     err.message);
+			rc = CHILD_EXIT_FAILED;
+		} else {
+			rc = blob_tool_fail(u.status_fd, &err);
+		}
 		goto out;
 	}
 	/* Under the supervisor its own summary line says it all. */

@@ -271,15 +271,15 @@ class TestBackup(BackupChecks):
         self.assertTrue(all(n.count("/") == 2 for n in names), names)
 
     def test_run_twice_same_day(self):
-        """A second run the same day replaces the set cleanly."""
+        """A second run the same day writes a set of its own, DATE.2; the
+        first set stays byte for byte, and a third run makes DATE.3."""
         self.db["users"].insert_many(list(h.gen_users(2000, seed=21)))
         self.db["types"].insert_one(h.every_type_document())
         conf = self.write_config(collections="users, types")
 
         date1, log1, _ = self.run_ok(conf)
         m1 = self.load_manifest(date1)
-        names1 = self.blobs.names("backups/")
-        old_blob = self.blobs.download(h.data_blob_name("users", date1))
+        first = {n: self.blobs.download(n) for n in self.blobs.names("backups/")}
         self.check_collection("users", date1, m1, log1)
 
         # change the data, run again
@@ -287,16 +287,31 @@ class TestBackup(BackupChecks):
         date2, log2, _ = self.run_ok(conf)
         if date2 != date1:
             self.skipTest("the UTC date changed between the two runs")
-        m2 = self.load_manifest(date2)
+        second = date2 + ".2"
+        self.assertRegex(log2, r"backups/%s/ already holds a backup set.*writes backups/%s/"
+                         % (re.escape(date1), re.escape(second)), "the log does not say why")
+        m2 = self.load_manifest(second)
         self.check_manifest_header(m2, log2)
+        self.assertEqual(m2.get("set"), "backups/%s/" % second)
         self.assertNotEqual(m1.get("run_id"), m2.get("run_id"), "same run_id for two runs")
         for coll in ("users", "types"):
             with self.subTest(collection=coll):
-                self.check_collection(coll, date2, m2, log2)
+                self.check_collection(coll, second, m2, log2)
         self.assertEqual(self.manifest_entry(m2, "users")["documents"], 2700)
-        self.assertNotEqual(self.blobs.download(h.data_blob_name("users", date2)), old_blob)
-        # same blob names, nothing added (no temporary or duplicate blobs)
-        self.assertEqual(self.blobs.names("backups/"), names1)
+        # the first set: every blob as it was, and nothing added to it
+        self.assertEqual(sorted(self.blobs.names("backups/%s/" % date1)), sorted(first))
+        for name, data in first.items():
+            self.assertEqual(self.blobs.download(name), data, "%s changed" % name)
+        # the second set: the same names as the first, in its own folder
+        self.assertEqual(sorted(n.split("/")[2] for n in self.blobs.names("backups/%s/" % second)),
+                         sorted(n.split("/")[2] for n in first))
+
+        date3, log3, _ = self.run_ok(conf)
+        if date3 != date1:
+            self.skipTest("the UTC date changed between the runs")
+        m3 = self.load_manifest(date3 + ".3")
+        self.check_manifest_header(m3, log3)
+        self.assertEqual(self.load_manifest(second), m2)
 
 
 if __name__ == "__main__":

@@ -162,10 +162,86 @@ START_TEST(names_under_the_default_layout)
 	ck_assert_str_eq(rn.base, "tralivali_users.bson.gz");
 	ck_assert_int_eq(rn.day, day("2026-11-26"));
 	ck_assert(retention_parse_name(&layout, "backups/2026-11-26/manifest.json", &rn));
-	/* Anything directly in a set folder belongs to the set (the .NET
-	 * worker's blobs too). */
-	ck_assert(retention_parse_name(&layout, "backups/2026-11-01/x", &rn));
-	ck_assert(retention_parse_name(&layout, "backups/2024-02-29/x", &rn));
+	ck_assert(retention_parse_name(&layout, "backups/2026-11-26/verification.json", &rn));
+	ck_assert_int_eq(rn.seq, 1);
+	/* The .NET worker's blobs have the same names. */
+	ck_assert(retention_parse_name(&layout, "backups/2026-11-01/tralivali_x.bson.gz", &rn));
+	ck_assert(retention_parse_name(&layout, "backups/2024-02-29/tralivali_x.bson.gz", &rn));
+	ck_assert(retention_parse_name(&layout,
+				       "backups/2024-02-29/tralivali_a%2Fb.metadata.json.gz", &rn));
+	ck_assert_str_eq(rn.base, "tralivali_a%2Fb.metadata.json.gz");
+}
+END_TEST
+
+/* What a person put into a set folder is not the set's. */
+START_TEST(other_blobs_in_a_set_folder)
+{
+	static const char *const other[] = {
+		"backups/2026-08-01/notes.txt",
+		"backups/2026-08-01/x",
+		"backups/2026-08-01/tralivali_.bson.gz",
+		"backups/2026-08-01/tralivali_a b.bson.gz",
+		"backups/2026-08-01/tralivali_users.bson",
+		"backups/2026-08-01/tralivali_users.bson.gz.bak",
+		"backups/2026-08-01/other_users.bson.gz",
+		"backups/2026-08-01/tralivali_users.metadata.json",
+		"backups/2026-08-01/manifest.json.old",
+		"backups/2026-08-01.2/README",
+	};
+	struct retention_name rn;
+
+	use_layout(DEFAULT_PATH);
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+		ck_assert_msg(!retention_parse_name(&layout, other[i], &rn), "'%s' parsed as ours",
+			      other[i]);
+}
+END_TEST
+
+/* A second run of a day writes DATE.2, a third DATE.3 (path_set_sequence). */
+START_TEST(numbered_set_folders)
+{
+	static const char *const bad[] = {
+		"backups/2026-11-26.1/manifest.json",
+		"backups/2026-11-26.0/manifest.json",
+		"backups/2026-11-26.02/manifest.json",
+		"backups/2026-11-26./manifest.json",
+		"backups/2026-11-26.2x/manifest.json",
+		"backups/2026-11-26.10000/manifest.json",
+		"backups/2026-11-26.-2/manifest.json",
+	};
+	struct retention_name rn;
+	char out[BLOB_NAME_MAX];
+
+	use_layout(DEFAULT_PATH);
+	ck_assert(retention_parse_name(&layout, "backups/2026-11-26.2/manifest.json", &rn));
+	ck_assert_str_eq(rn.folder, "backups/2026-11-26.2/");
+	ck_assert_int_eq(rn.seq, 2);
+	ck_assert_int_eq(rn.day, day("2026-11-26"));
+	ck_assert(retention_parse_name(&layout, "backups/2026-11-26.9999/tralivali_u.bson.gz",
+				       &rn));
+	ck_assert_int_eq(rn.seq, 9999);
+	ck_assert(retention_parse_folder(&layout, "backups/2026-11-26.17", &rn));
+	ck_assert_str_eq(rn.folder, "backups/2026-11-26.17/");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!retention_parse_name(&layout, bad[i], &rn), "'%s' parsed", bad[i]);
+
+	/* What the run writes is what retention reads. */
+	ck_assert_int_eq(path_set_sequence("backups/2026-11-26/tralivali_u.bson.gz", 12, out,
+					   sizeof(out)), 0);
+	ck_assert_str_eq(out, "backups/2026-11-26.12/tralivali_u.bson.gz");
+	ck_assert(retention_parse_name(&layout, out, &rn));
+	ck_assert_int_eq(rn.seq, 12);
+	ck_assert_int_eq(path_set_sequence("backups/2026-11-26/", 2, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "backups/2026-11-26.2/");
+	ck_assert_int_eq(path_set_sequence("backups/2026-11-26/", 1, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "backups/2026-11-26/");
+	ck_assert_int_eq(path_set_sequence("backups/2026-11-26/", 2, out, 21), -1);
+
+	/* With {time} the sequence follows the whole last segment. */
+	use_layout(TIME_PATH);
+	ck_assert(retention_parse_name(&layout, "b/2026-11-26T030007.3/c.bson.gz", &rn));
+	ck_assert_int_eq(rn.seq, 3);
+	ck_assert_int_eq(rn.seconds, 3 * 3600 + 7);
 }
 END_TEST
 
@@ -173,21 +249,21 @@ START_TEST(foreign_names)
 {
 	static const char *const foreign[] = {
 		"backups/notes.txt",
-		"backups/2026-13-01/x",
-		"backups/2026-02-30/x",
-		"backups/2026-02-29/x",
-		"backups/2026-11-00/x",
-		"other/2026-01-01/x",
+		"backups/2026-13-01/tralivali_x.bson.gz",
+		"backups/2026-02-30/tralivali_x.bson.gz",
+		"backups/2026-02-29/tralivali_x.bson.gz",
+		"backups/2026-11-00/tralivali_x.bson.gz",
+		"other/2026-01-01/tralivali_x.bson.gz",
 		"backups/2026-11-01",
 		"backups/2026-11-01/",
-		"backups/2026-11-01/sub/x",
-		"backups/2026-11-01x/y",
-		"backups/2026-1-01/x",
-		"backups/ 2026-11-01/x",
-		"backups/2026-11-0a/x",
+		"backups/2026-11-01/sub/tralivali_x.bson.gz",
+		"backups/2026-11-01x/tralivali_y.bson.gz",
+		"backups/2026-1-01/tralivali_x.bson.gz",
+		"backups/ 2026-11-01/tralivali_x.bson.gz",
+		"backups/2026-11-0a/tralivali_x.bson.gz",
 		"Backups/2026-11-01/x",
-		"backups//2026-11-01/x",
-		"backups/2026-11-01T030000/x",
+		"backups//2026-11-01/tralivali_x.bson.gz",
+		"backups/2026-11-01T030000/tralivali_x.bson.gz",
 		"backups",
 		"",
 	};
@@ -211,12 +287,12 @@ START_TEST(names_under_a_time_layout)
 	ck_assert_int_eq(rn.day, day("2026-11-26"));
 	ck_assert_int_eq(rn.seconds, 3 * 3600 + 7);
 	ck_assert(retention_parse_name(&layout, "b/2026-11-26T235959/manifest.json", &rn));
-	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T240000/c", &rn));
-	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T036000/c", &rn));
-	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T0300/c", &rn));
-	ck_assert(!retention_parse_name(&layout, "b/2026-11-26/c", &rn));
-	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T03000x/c", &rn));
-	ck_assert(!retention_parse_name(&layout, "b/2026-02-30T030000/c", &rn));
+	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T240000/c.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T036000/c.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T0300/c.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "b/2026-11-26/c.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "b/2026-11-26T03000x/c.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "b/2026-02-30T030000/c.bson.gz", &rn));
 }
 END_TEST
 
@@ -225,8 +301,8 @@ START_TEST(repeated_placeholders_must_agree)
 	struct retention_name rn;
 
 	use_layout("b/{date}/{date}/{collection}.bson.gz");
-	ck_assert(retention_parse_name(&layout, "b/2026-11-26/2026-11-26/c", &rn));
-	ck_assert(!retention_parse_name(&layout, "b/2026-11-26/2026-11-27/c", &rn));
+	ck_assert(retention_parse_name(&layout, "b/2026-11-26/2026-11-26/c.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "b/2026-11-26/2026-11-27/c.bson.gz", &rn));
 }
 END_TEST
 
@@ -239,7 +315,7 @@ START_TEST(folders)
 	ck_assert_str_eq(rn.folder, "backups/2026-11-26/");
 	ck_assert(retention_parse_folder(&layout, "backups/2026-11-26", &rn));
 	ck_assert_str_eq(rn.folder, "backups/2026-11-26/");
-	ck_assert(!retention_parse_folder(&layout, "backups/2026-11-26/x", &rn));
+	ck_assert(!retention_parse_folder(&layout, "backups/2026-11-26/tralivali_x.bson.gz", &rn));
 	ck_assert(!retention_parse_folder(&layout, "backups/", &rn));
 	ck_assert(!retention_parse_folder(&layout, "backups/2026-02-30/", &rn));
 	ck_assert(!retention_parse_folder(&layout, "", &rn));
@@ -481,12 +557,74 @@ START_TEST(time_layout_plan)
 }
 END_TEST
 
+/* Several sets of one day: DATE, DATE.2, DATE.10 are in that order, and the
+ * newest complete one is what status reports. */
+START_TEST(numbered_sets_plan)
+{
+	struct retention_sets sets = { 0 };
+	struct retention_policy p = policy("2026-11-27", 30, 2);
+	char err[256];
+
+	use_layout(DEFAULT_PATH);
+	add_set(&sets, "backups/2026-01-01.10/", RETENTION_INCOMPLETE);
+	add_set(&sets, "backups/2026-01-01.2/", RETENTION_COMPLETE);
+	add_set(&sets, "backups/2026-01-01/", RETENTION_COMPLETE);
+	add_set(&sets, "backups/2026-01-01.3/", RETENTION_COMPLETE);
+	add_set(&sets, "backups/2026-11-27.2/", RETENTION_INCOMPLETE);
+	add_set(&sets, "backups/2026-11-27/", RETENTION_NO_MANIFEST);
+	ck_assert_int_eq(retention_plan(&sets, &p, err, sizeof(err)), 0);
+	ck_assert_str_eq(sets.v[0].folder, "backups/2026-01-01/");
+	ck_assert(sets.v[0].remove);
+	ck_assert_str_eq(sets.v[1].folder, "backups/2026-01-01.2/");
+	ck_assert(!sets.v[1].remove);
+	ck_assert_str_eq(sets.v[2].folder, "backups/2026-01-01.3/");
+	ck_assert(!sets.v[2].remove);
+	ck_assert_str_eq(sets.v[3].folder, "backups/2026-01-01.10/");
+	ck_assert(sets.v[3].remove);
+	ck_assert_str_eq(sets.v[4].folder, "backups/2026-11-27/");
+	ck_assert_str_eq(sets.v[5].folder, "backups/2026-11-27.2/");
+	ck_assert_str_eq(retention_newest_complete(&sets, false)->folder, "backups/2026-01-01.3/");
+
+	/* keep_min 0: every old set goes, and then nothing complete stays. */
+	p.keep_min = 0;
+	ck_assert_int_eq(retention_plan(&sets, &p, err, sizeof(err)), 0);
+	ck_assert_ptr_null(retention_newest_complete(&sets, false));
+	ck_assert_str_eq(retention_newest_complete(&sets, true)->folder, "backups/2026-01-01.3/");
+	retention_sets_free(&sets);
+	ck_assert_ptr_null(retention_newest_complete(&sets, true));
+}
+END_TEST
+
+START_TEST(manifest_finished_times)
+{
+	static const char good[] = "{\"complete\": true, \"finished\": \"2026-11-27T03:04:05Z\"}";
+	static const char *const bad[] = {
+		"{\"complete\": true, \"finished\": null}",
+		"{\"complete\": true}",
+		"{\"finished\": \"2026-11-27 03:04:05Z\"}",
+		"{\"finished\": \"2026-11-27T03:04:05\"}",
+		"{\"finished\": \"2026-11-27T24:04:05Z\"}",
+		"{\"finished\": \"2026-02-30T03:04:05Z\"}",
+		"{\"finished\": 1764212645}",
+		"not json",
+		"",
+	};
+
+	ck_assert_int_eq(retention_manifest_finished(good, strlen(good)),
+			 (long long)day("2026-11-27") * 86400 + 3 * 3600 + 4 * 60 + 5);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(retention_manifest_finished(bad[i], strlen(bad[i])) == -1,
+			      "'%s' has a time", bad[i]);
+}
+END_TEST
+
 /* Blobs of one set arriving in any order end up in one set. */
 START_TEST(grouping)
 {
 	static const char *const names[] = {
-		"backups/2026-11-02/b", "backups/2026-11-01/a", "backups/2026-11-02/manifest.json",
-		"backups/2026-11-01/b", "backups/2026-11-02/a",
+		"backups/2026-11-02/tralivali_b.bson.gz", "backups/2026-11-01/tralivali_a.bson.gz",
+		"backups/2026-11-02/manifest.json", "backups/2026-11-01/tralivali_b.bson.gz",
+		"backups/2026-11-02/tralivali_a.bson.gz",
 	};
 	struct retention_sets sets = { 0 };
 	struct retention_name rn;
@@ -517,6 +655,8 @@ static Suite *retention_suite(void)
 	tcase_add_test(tc, dates);
 	tcase_add_test(tc, layout_parts);
 	tcase_add_test(tc, names_under_the_default_layout);
+	tcase_add_test(tc, other_blobs_in_a_set_folder);
+	tcase_add_test(tc, numbered_set_folders);
 	tcase_add_test(tc, foreign_names);
 	tcase_add_test(tc, names_under_a_time_layout);
 	tcase_add_test(tc, repeated_placeholders_must_agree);
@@ -532,6 +672,8 @@ static Suite *retention_suite(void)
 	tcase_add_test(tc, keep_min_one_wording);
 	tcase_add_test(tc, incomplete_current_set_refuses);
 	tcase_add_test(tc, time_layout_plan);
+	tcase_add_test(tc, numbered_sets_plan);
+	tcase_add_test(tc, manifest_finished_times);
 	suite_add_tcase(s, tc);
 	return s;
 }
