@@ -335,6 +335,45 @@ START_TEST(head_not_found)
 }
 END_TEST
 
+/* A create-only commit: If-None-Match: * is sent; a 409 from a blob with
+ * other content is ERR_CLASS_EXISTS; a 409 from the very content we sent
+ * (an earlier attempt whose answer was lost) is success. */
+START_TEST(create_only_commit)
+{
+	const char *r[] = {
+		"HTTP/1.1 409 The specified blob already exists.\r\nx-ms-error-code: "
+		"BlobAlreadyExists\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-MD5: b3RoZXJvdGhlcm90aGVyMQ==\r\n"
+		"Connection: close\r\n\r\n",
+		"HTTP/1.1 412 The condition specified using HTTP conditional header(s) is not "
+		"met.\r\nx-ms-error-code: ConditionNotMet\r\nContent-Length: 0\r\n"
+		"Connection: close\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-MD5: 1B2M2Y8AsgTpgAmY7PhCfg==\r\n"
+		"Connection: close\r\n\r\n",
+		OK201,
+	};
+	const struct azure_put_opts create = { .content_md5 = "1B2M2Y8AsgTpgAmY7PhCfg==",
+					       .create_only = true };
+	const struct azure_put_opts plain = { .content_md5 = "1B2M2Y8AsgTpgAmY7PhCfg==" };
+	struct fake_server fs;
+	struct azure_error err;
+
+	fake_server_start(&fs, r, 5);
+	struct azure_client *c = key_client(fs.port);
+	ck_assert_int_eq(azure_put_block_list(c, "s/manifest.json", NULL, 0, &create, &err), -1);
+	ck_assert_str_eq(err.err_class, ERR_CLASS_EXISTS);
+	ck_assert_msg(strstr(err.message, "already exists") != NULL, "%s", err.message);
+	ck_assert_int_eq(azure_put_block_list(c, "s/manifest.json", NULL, 0, &create, &err), 0);
+	ck_assert_int_eq(azure_put_block_list(c, "s/manifest.json", NULL, 0, &plain, &err), 0);
+	char *log = fake_server_finish(&fs);
+	ck_assert_int_eq(count_substr(log, "If-None-Match: *\r\n"), 2);
+	ck_assert_int_eq(count_substr(log, "HEAD /devstoreaccount1/backups/s/manifest.json"), 2);
+	ck_assert_int_eq(count_substr(log, "PUT /devstoreaccount1/backups/s/manifest.json"), 3);
+	free(log);
+	azure_client_free(c);
+}
+END_TEST
+
 static int collect_names(void *ctx, const struct azure_blob_item *item)
 {
 	char *names = ctx;
@@ -678,6 +717,7 @@ Suite *azure_http_suite(void)
 	tcase_add_test(tc, sas_goes_in_the_query);
 	tcase_add_test(tc, error_reply_parsed_and_redacted);
 	tcase_add_test(tc, head_not_found);
+	tcase_add_test(tc, create_only_commit);
 	tcase_add_test(tc, list_follows_next_marker);
 	tcase_add_test(tc, list_garbage_is_an_error);
 	tcase_add_test(tc, get_resumes_without_repeating_bytes);
