@@ -67,9 +67,12 @@ class FailureTestCase(h.BackupTestCase):
         return json.loads(self.blobs.download(name))
 
     def assertManifestNotComplete(self, date):
+        """The run's set has a manifest (the run claimed its folder with it)
+        and it does not say complete."""
         m = self.manifest(date)
-        if m is not None:
-            self.assertIsNot(m.get("complete"), True, "a failed run left a complete manifest: %r" % m)
+        self.assertIsNotNone(m, "no manifest in backups/%s/; blobs %r" % (date, self.blob_names()))
+        self.assertIs(m.get("complete"), False, "a failed run left a complete manifest: %r" % m)
+        return m
 
     def plant_previous(self, coll, date):
         """A previous good backup of coll under today's name, via the SDK."""
@@ -135,22 +138,48 @@ class TestChildFailures(FailureTestCase):
         self.assertEqual(entries.get("small", {}).get("result"), "ok", m)
         self.assertTrue(entries["big"].get("error"), "no error text for big: %r" % m)
 
-    def test_upload_killed(self):
-        """SIGKILL the uploader while the export is stalled: exit 1 in
-        bounded time (the stalled exporter must be stopped), no blob."""
-        run, date = self._stalled_run()
+    def _kill_uploader(self, **conf_overrides):
+        run, date = self._stalled_run(**conf_overrides)
         pid = run.wait_for_child("upload-blob", h.is_data_upload("big"))
         time.sleep(0.3)
         os.kill(pid, signal.SIGKILL)
         t_kill = time.monotonic()
         rc, log, _ = run.wait(timeout=45)
         self.assertLess(time.monotonic() - t_kill, 30,
-                        "the run took too long after the uploader died (stalled exporter not stopped?)")
+                        "the run took too long after upload-blob[%d] died (stalled exporter not "
+                        "stopped?)" % pid)
+        # upload-blob is to blame, not the exporter that lost its reader
+        self.assertLogMatches(log, r"collection big: .*upload-blob was killed by signal 9",
+                              "blaming upload-blob[%d]" % pid)
+        self.assertNotRegex(log, r"collection big: .*(export-collection|Broken pipe|EPIPE)",
+                            "the exporter was blamed for upload-blob[%d]'s death" % pid)
+        return rc, log, date
+
+    def test_upload_killed_is_retried(self):
+        """SIGKILL the uploader while the export is stalled: the exporter is
+        stopped, the collection is tried again and the run completes."""
+        rc, log, date = self._kill_uploader()
+        self.assertExit(rc, 0, log)
+        self.assertLogMatches(log, r"collection big: attempt 1 failed: upload-blob was killed "
+                              r"by signal 9.*retrying", "a retry of big")
+        for coll in ("big", "small", "types"):
+            self.assertBackedUp(coll, date, log)
+        m = self.manifest(date)
+        self.assertIs(m.get("complete"), True, m)
+
+    def test_upload_killed_without_retries(self):
+        """With export_retries = 0 the death of upload-blob fails the
+        collection: exit 1, no blob, the manifest says why."""
+        rc, log, date = self._kill_uploader(limits={"export_retries": 0})
         self.assertExit(rc, 1, log)
         self.assertFailureLogged(log, "big")
         self.assertNoDataBlob("big", log)
         self.assertBackedUp("small", date, log)
-        self.assertManifestNotComplete(date)
+        m = self.assertManifestNotComplete(date)
+        entries = {e.get("name"): e for e in m.get("collections", [])}
+        self.assertEqual(entries["big"].get("result"), "failed", m)
+        self.assertIn("upload-blob was killed by signal 9", entries["big"].get("error", ""), m)
+        self.assertEqual(entries["small"].get("result"), "ok", m)
 
 
 class TestMongoFailures(FailureTestCase):

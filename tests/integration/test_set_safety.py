@@ -40,6 +40,7 @@ process is left.
 import datetime
 import gzip
 import json
+import math
 import os
 import re
 import signal
@@ -139,6 +140,15 @@ class SetSafetyCase(h.BackupTestCase):
         kw.setdefault("database", self.database)
         kw.setdefault("container", self.container)
         return h.write_config(tmpdir, **kw)
+
+    @staticmethod
+    def next_second():
+        """Wait for the next wall-clock second.  A manifest's "started" has
+        whole seconds; a run started after this is newer by start time than
+        every run before it, whatever the order of sets that started in the
+        same second (which TestSameSecond looks at)."""
+        t = time.time()
+        time.sleep(math.floor(t) + 1 - t + 0.01)
 
     def check_same_day(self):
         if h.utc_today() != self.day0:
@@ -262,6 +272,7 @@ class SetSafetyCase(h.BackupTestCase):
         """B through `ctl run`, with events' export hung on its getMore and
         users committed (status says ok); returns B's run id."""
         self.arm(hang_on_getmore=1)
+        self.next_second()
         rc, out, err = self.ctl(conf, "run")
         self.assertEqual(rc, 0, "run: %s%s\nlog:\n%s" % (out, err, r.log()))
         r.wait_for_child("export-collection", h.is_data_export("events"))
@@ -394,17 +405,19 @@ class SetSafetyCase(h.BackupTestCase):
         def records():
             return {n: self.blobs.properties(n).etag for n in self.blobs.names("")
                     if n.endswith("/verification.json")}
-        before = records()
-        rc, out, err = self.ctl(conf, "verify", "latest")
-        self.assertEqual(rc, 0, "verify latest exited %d:\n%s%s\n%s" % (rc, out, err, ctx))
-        after = records()
-        mine = run.folder + "verification.json"
-        changed = sorted(n for n in after if before.get(n) != after[n])
-        self.assertEqual(changed, [mine], "verify latest recorded its verdict beside %r, want "
-                         "%s (%r):\n%s%s\n%s" % (changed, run.folder, run, out, err, ctx))
-        rec = json.loads(self.blobs.download(mine))
-        self.assertEqual((rec.get("set"), rec.get("run_id"), rec.get("result")),
-                         (run.folder, run.run_id, "ok"), "%r\n%s" % (rec, ctx))
+        # A subtest: when it fails, the test's other checks still run.
+        with self.subTest(check="verify latest is %s" % run.folder):
+            before = records()
+            rc, out, err = self.ctl(conf, "verify", "latest")
+            after = records()
+            mine = run.folder + "verification.json"
+            changed = sorted(n for n in after if before.get(n) != after[n])
+            self.assertEqual(changed, [mine], "verify latest recorded its verdict beside %r, "
+                             "want %s (%r):\n%s%s\n%s" % (changed, run.folder, run, out, err, ctx))
+            self.assertEqual(rc, 0, "verify latest exited %d:\n%s%s\n%s" % (rc, out, err, ctx))
+            rec = json.loads(self.blobs.download(mine))
+            self.assertEqual((rec.get("set"), rec.get("run_id"), rec.get("result")),
+                             (run.folder, run.run_id, "ok"), "%r\n%s" % (rec, ctx))
 
     def assertRestore(self, conf, set_name, gen, colls, ctx):
         """restore SET --to-dir (with --collection for each of colls unless
@@ -479,6 +492,7 @@ class SetSafetyCase(h.BackupTestCase):
         before = self.manifests()
         self.seed("C")
         want_folder = self.next_free(earlier[0].folder)
+        self.next_second()
         c = do_run()
         self.check_same_day()
         ctx = "%s; then %r" % (ctx, c)
@@ -516,6 +530,7 @@ class TestSecondRunEndings(SetSafetyCase):
         a, snap_a = self.first_run(conf)
         self.seed("B")
         self.arm(cursor_not_found_on_getmore=1)
+        self.next_second()
         rc, log, _e = self.run_backup(conf, timeout=90)
         self.assertTrue(self.fault_fired(), "the getMore fault never fired; log:\n" + log)
         self.assertExit(rc, 1, log)
@@ -543,6 +558,7 @@ class TestSecondRunEndings(SetSafetyCase):
                             limits={"run_timeout": "10s"})
         proxy.add_fault(kind=["put_block", "put_block_list", "put_blob"], path="/tralivali_",
                         status=503, count=0)
+        self.next_second()
         rc, log, elapsed = self.run_backup(bconf, timeout=90)
         fired = proxy.stats(log=False)["faults_fired"]
         proxy.clear()
@@ -614,6 +630,7 @@ class TestSecondRunEndings(SetSafetyCase):
         a, snap_a = self.first_run(conf)
         self.seed("B")
         self.arm(hang_on_getmore=1)
+        self.next_second()
         run = self.start_backup(conf)
         self.addCleanup(run.kill)
         b_id, b_folder = self.wait_started(run)
@@ -663,6 +680,7 @@ class TestSecondRunEndings(SetSafetyCase):
         a, snap_a = self.first_run(conf)
         self.seed("B")
         self.arm(hang_on_getmore=1)
+        self.next_second()
         run = self.start_backup(conf)
         self.addCleanup(run.kill)
         run.wait_for_child("export-collection", h.is_data_export("events"))
@@ -744,6 +762,7 @@ class TestFirstRunFails(SetSafetyCase):
         # A good run later that day: .2, latest; A as it was.
         self.mongo.clear_faults()
         self.seed("B")
+        self.next_second()
         b = self.run_once(conf, "B", 0)
         ctx += "\nthen B: %r; log:\n%s" % (b, b.log)
         self.second_run_folder(a, b, ctx)
@@ -754,6 +773,44 @@ class TestFirstRunFails(SetSafetyCase):
         self.assertRestore(conf, "latest", "B", COLLS, ctx)
         self.assertRestore(conf, a.folder, "A", ["users"], ctx)
         self.assertFolderUnchanged(a.folder, snap_a, ctx)
+
+
+# --------------------------------------------------------------------------
+
+class TestSameSecond(SetSafetyCase):
+
+    def test_latest_is_the_last_of_runs_started_in_one_second(self):
+        """Complete runs back to back from the start of a second, until the
+        last two started in the same second (manifests have whole seconds):
+        the last one, in the highest-numbered folder, is latest for list,
+        verify and restore - not the day's first folder."""
+        self.seed("A")
+        conf = self.config()
+        runs = []
+        self.next_second()
+        for _i in range(4):
+            runs.append(self.run_once(conf, "A", 0))
+            started = [self.manifest(r.folder).get("started") for r in runs[-2:]]
+            if len(runs) >= 2 and started[0] == started[1]:
+                break
+        else:
+            self.skipTest("no two runs started in the same second: %r"
+                          % [(r.folder, self.manifest(r.folder).get("started")) for r in runs])
+        self.check_same_day()
+        last = runs[-1]
+        ctx = "runs %r, the last two started at %s" % (runs, started[0])
+        self.assertEqual([r.folder for r in runs],
+                         [suffixed(runs[0].folder, n) for n in range(1, len(runs) + 1)], ctx)
+        rc, out, err = self.ctl(conf, "list", "--json")
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(json.loads(out)["sets"][0]["set"], last.folder,
+                         "list --json does not put the last run first:\n%s\n%s" % (out, ctx))
+        out_dir = self.new_dir("restore")
+        rc, out, err = self.ctl(conf, "restore", "latest", "--to-dir", out_dir)
+        self.assertEqual(rc, 0, out + err)
+        self.assertRegex(out, r"(?m)^restore %s " % re.escape(last.folder),
+                         "restore latest did not take the last run's set; " + ctx)
+        self.assertVerifyLatest(conf, last, ctx)
 
 
 # --------------------------------------------------------------------------
