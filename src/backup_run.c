@@ -414,7 +414,12 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 
 	tell_breaker(run, pl);
 	if (!pipeline_succeeded(pl)) {
-		pipeline_failure(pl, "export-collection", why, sizeof(why));
+		/* Cancelled: the children died of the supervisor's signals, and
+		 * the reason for the cancel is the one to record. */
+		if (run->cancelled && run->failure[0])
+			snprintf(why, sizeof(why), "%s", run->failure);
+		else
+			pipeline_failure(pl, "export-collection", why, sizeof(why));
 		if (!run->cancelled && storage_transient_failure(pl) &&
 		    strcmp(pl->producer.error_class, ERR_CLASS_MONGO) != 0) {
 			/* An outage delays the backup; only run_timeout ends it. */

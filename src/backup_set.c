@@ -430,21 +430,57 @@ static time_t set_time(const struct backup_set *s)
 	return t != (time_t)-1 ? t : s->manifest_modified;
 }
 
+/* A set folder's sequence number (path_set_sequence): "b/2026-11-27.12/"
+ * -> 12, "b/2026-11-27/" -> 1, and *stem = the length of "b/2026-11-27"
+ * for both. */
+static unsigned long folder_sequence(const char *folder, size_t *stem)
+{
+	size_t len = strlen(folder), i;
+	unsigned long seq = 0, scale = 1;
+
+	*stem = len;
+	if (len < 3 || folder[len - 1] != '/')
+		return 1;
+	*stem = len - 1;
+	for (i = len - 1; i > 0 && folder[i - 1] >= '0' && folder[i - 1] <= '9'; i--) {
+		if (scale > 100000)
+			return 1;
+		seq += (unsigned long)(folder[i - 1] - '0') * scale;
+		scale *= 10;
+	}
+	if (i == len - 1 || i < 2 || folder[i - 1] != '.' || folder[i] == '0' || seq < 2)
+		return 1;
+	*stem = i - 1;
+	return seq;
+}
+
+/* Start times are whole seconds: two runs of one second, DATE/ and DATE.2/,
+ * are told apart by their sequence numbers (DATE.10 after DATE.9). */
 static int newest_first(const void *a, const void *b)
 {
 	const struct backup_set *x = a, *y = b;
 	time_t tx = set_time(x), ty = set_time(y);
+	size_t sx, sy;
+	unsigned long qx = folder_sequence(x->folder, &sx), qy = folder_sequence(y->folder, &sy);
 
 	if (tx != ty)
 		return tx > ty ? -1 : 1;
+	if (sx == sy && strncmp(x->folder, y->folder, sx) == 0 && qx != qy)
+		return qx > qy ? -1 : 1;
 	return -strcmp(x->folder, y->folder);
+}
+
+void sets_sort(struct set_list *l)
+{
+	if (l->n > 1)
+		qsort(l->sets, l->n, sizeof(*l->sets), newest_first);
 }
 
 void sets_load_all(struct azure_client *c, struct set_list *l)
 {
 	for (size_t i = 0; i < l->n; i++)
 		set_load(c, &l->sets[i]);
-	qsort(l->sets, l->n, sizeof(*l->sets), newest_first);
+	sets_sort(l);
 }
 
 /* ---- names -------------------------------------------------------------- */

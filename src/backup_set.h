@@ -71,6 +71,9 @@ int set_load(struct azure_client *c, struct backup_set *s);
 /* set_load on every set, then newest first (manifest start time, else the
  * manifest blob's date, then folder name). */
 void sets_load_all(struct azure_client *c, struct set_list *l);
+/* Newest first, as sets_load_all leaves them; sets of one start second by
+ * their folders' sequence numbers (DATE.10/ before DATE.9/ before DATE/). */
+void sets_sort(struct set_list *l);
 
 /* Parses manifest.json text into s.  0, or -1 with a reason in err. */
 int set_parse_manifest(struct backup_set *s, const char *json, size_t len, char *err,

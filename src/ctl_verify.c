@@ -155,8 +155,8 @@ int ctl_verify(const char *conf_path, bool conf_explicit, int argc, char **argv)
 		case 'n': record = false; break;
 		case 'h':
 			printf("Usage: " CTL_PROG " [-c CONF] verify [--no-record] [SET|latest|all]\n"
-			       "Streams every blob of the set (default: the newest) and checks it\n"
-			       "against the manifest; records the result in SET/%s.\n",
+			       "Streams every blob of the set (default: the newest complete one) and\n"
+			       "checks it against the manifest; records the result in SET/%s.\n",
 			       SET_VERIFICATION);
 			return CTL_OK;
 		default: return ctl_usage_hint();
@@ -171,7 +171,9 @@ int ctl_verify(const char *conf_path, bool conf_explicit, int argc, char **argv)
 	r = ctl_store_open(&st, conf_path, conf_explicit);
 	if (r != CTL_OK)
 		goto out;
-	r = ctl_pick_set(&st, all ? "latest" : name, false, all, &l, &idx);
+	/* "latest" is the newest complete set, as for restore: the backup an
+	 * operator would bring back. */
+	r = ctl_pick_set(&st, all ? "latest" : name, !all, all, &l, &idx);
 	if (r != CTL_OK)
 		goto out;
 	if (!all) {

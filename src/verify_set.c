@@ -86,7 +86,8 @@ static void on_done(void *ctx, const struct coll_verdict *v)
 static void usage(FILE *fp)
 {
 	fprintf(fp, "Usage: verify-set [-c CONF] [--status-fd N] [--no-record] SET\n"
-		    "Verifies backup set SET (a folder, its date, or 'latest') against its\n"
+		    "Verifies backup set SET (a folder, its date, or 'latest': the newest\n"
+		    "complete one) against its\n"
 		    "manifest and records the verdict in SET/%s.\n", SET_VERIFICATION);
 }
 
@@ -158,7 +159,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[optind], "latest") == 0)
 		sets_load_all(client, &l);
-	idx = sets_resolve(&l, argv[optind], false, why, sizeof(why));
+	idx = sets_resolve(&l, argv[optind], true, why, sizeof(why));
 	if (idx < 0) {
 		msg_error("%s", why);
 		goto report;

@@ -606,8 +606,8 @@ class TestListVerify(RestoreTestCase):
         self.assertIn("no complete backup set", err)
 
     def test_latest_and_set_names(self):
-        """Two sets a second apart: verify latest checks the newest (here
-        incomplete), restore latest takes the newest complete one."""
+        """Two sets a second apart: verify latest and restore latest both
+        take the newest complete one; the incomplete one by its name."""
         self.db["users"].insert_many(list(h.gen_users(100, seed=12)))
         path = "backups/{date}/{time}/tralivali_{collection}.bson.gz"
         conf, _d = self.backup_ok(["users"], azure__blob_path=path)
@@ -619,6 +619,9 @@ class TestListVerify(RestoreTestCase):
         self.assertEqual([s["complete"] for s in sets], [False, True], sets)
         self.assertEqual([s["documents"] for s in sets], [105, 100])
         rc, out, err = self.ctl(conf, "verify")
+        self.assertOk(rc, out, err, "verify latest")
+        self.assertIn("verifying %s" % sets[1]["set"], out)
+        rc, out, err = self.ctl(conf, "verify", sets[0]["set"])
         self.assertEqual(rc, 1, out + err)
         self.assertIn("verifying %s" % sets[0]["set"], out)
         rc, out, err = self.restore_to_target(conf, "latest")

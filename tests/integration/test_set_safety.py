@@ -458,9 +458,10 @@ class SetSafetyCase(h.BackupTestCase):
         self.assertFinalManifest(a, {c: "ok" for c in COLLS}, "run A")
         return a, self.snapshot(a.folder)
 
-    def second_run_folder(self, a, b, ctx):
-        """B ran after A: its folder is A's + ".2" and it wrote nothing
-        anywhere else."""
+    def second_run_folder(self, a, snap_a, b, ctx):
+        """B ran after A: A's set is as it was, B's folder is A's + ".2" and
+        B wrote nothing anywhere else."""
+        self.assertFolderUnchanged(a.folder, snap_a, ctx)
         self.check_same_day()
         self.assertEqual(b.folder, suffixed(a.folder, 2),
                          "the second run of the day did not claim %s; %s"
@@ -481,8 +482,13 @@ class SetSafetyCase(h.BackupTestCase):
             listed[b.folder] = b_complete
         self.assertListed(conf, listed, ctx)
         latest = b if b_complete else a
-        self.assertVerifyLatest(conf, latest, ctx)
         self.assertRestore(conf, "latest", latest.gen, COLLS, ctx)
+        # What B did commit restores from its suffixed folder by name.
+        ok = [e.get("name") for e in (m or {}).get("collections") or []
+              if e.get("result") == "ok"]
+        if ok and not b_complete:
+            self.assertRestore(conf, b.folder, "B", ok, ctx)
+        self.assertVerifyLatest(conf, latest, ctx)
         # Nothing of the above touched A's manifest or data.
         self.assertFolderUnchanged(a.folder, snap_a, ctx)
 
@@ -536,7 +542,7 @@ class TestSecondRunEndings(SetSafetyCase):
         self.assertExit(rc, 1, log)
         b = self.run_of_log(log, "B")
         ctx = "A: %r; B: %r, ended by a MongoDB error on events; B's log:\n%s" % (a, b, log)
-        self.second_run_folder(a, b, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
         self.assertFinalManifest(b, {"users": "ok", "events": "failed"}, ctx)
         self.after_second_run(conf, a, snap_a, b, ctx)
         self.mongo.clear_faults()
@@ -570,7 +576,7 @@ class TestSecondRunEndings(SetSafetyCase):
         b = self.run_of_log(log, "B")
         ctx = ("A: %r; B: %r, storage outage (%d refused) until run_timeout, %.1f s; B's "
                "log:\n%s" % (a, b, fired, elapsed, log))
-        self.second_run_folder(a, b, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
         self.assertFinalManifest(b, {c: "failed" for c in COLLS}, ctx)
         self.after_second_run(conf, a, snap_a, b, ctx)
         self.third_run(conf, [a, b], lambda: self.run_once(conf, "C", 0), ctx)
@@ -591,7 +597,7 @@ class TestSecondRunEndings(SetSafetyCase):
         self.assertEqual(b.folder, last.get("set"), "the log and status disagree on B's set")
         ctx = "A: %r; B: %r, cancelled by ctl; log:\n%s" % (a, b, r.log())
         self.assertEqual(r.children(), [], "helpers left after cancel; " + ctx)
-        self.second_run_folder(a, b, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
         self.assertFinalManifest(b, {"users": "ok", "events": "failed"}, ctx)
         self.after_second_run(conf, a, snap_a, b, ctx)
         self.mongo.clear_faults()
@@ -615,7 +621,7 @@ class TestSecondRunEndings(SetSafetyCase):
                % (a, b, r.pid, kids, log))
         self.assertExit(rc, 0, log)
         self.assertLogMatches(log, r"SIGTERM", "saying SIGTERM stops it")
-        self.second_run_folder(a, b, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
         self.assertFinalManifest(b, {"users": "ok", "events": "failed"}, ctx)
         self.after_second_run(conf, a, snap_a, b, ctx)
         self.mongo.clear_faults()
@@ -658,7 +664,7 @@ class TestSecondRunEndings(SetSafetyCase):
                     and h.proc_stat(k[0])[1] != "Z"]
             time.sleep(0.1)
         self.assertEqual(left, [], "helpers outlived the supervisor; " + ctx)
-        self.second_run_folder(a, b, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
         m = self.manifest(b.folder)
         self.assertIsNotNone(m, "B's folder has no manifest; %s" % ctx)
         self.assertEqual((m.get("set"), m.get("run_id"), m.get("complete")),
@@ -708,7 +714,7 @@ class TestSecondRunEndings(SetSafetyCase):
                               "saying events is retried")
         self.assertLogMatches(log, r"collection events: starting export .*\(attempt 2\)",
                               "the second attempt of events' export starting")
-        self.second_run_folder(a, b, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
         m = self.manifest(b.folder)
         self.assertIsNotNone(m, ctx)
         complete = m.get("complete") is True
@@ -765,13 +771,16 @@ class TestFirstRunFails(SetSafetyCase):
         self.next_second()
         b = self.run_once(conf, "B", 0)
         ctx += "\nthen B: %r; log:\n%s" % (b, b.log)
-        self.second_run_folder(a, b, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
         self.assertFinalManifest(b, {c: "ok" for c in COLLS}, ctx)
         self.assertFolderUnchanged(a.folder, snap_a, ctx)
         self.assertListed(conf, {a.folder: False, b.folder: True}, ctx)
         self.assertVerifyLatest(conf, b, ctx)
         self.assertRestore(conf, "latest", "B", COLLS, ctx)
         self.assertRestore(conf, a.folder, "A", ["users"], ctx)
+        # The date names the day's first set; DATE.2 the second.
+        self.assertRestore(conf, self.day0, "A", ["users"], ctx)
+        self.assertRestore(conf, self.day0 + ".2", "B", ["users"], ctx)
         self.assertFolderUnchanged(a.folder, snap_a, ctx)
 
 
@@ -801,19 +810,80 @@ class TestSameSecond(SetSafetyCase):
         ctx = "runs %r, the last two started at %s" % (runs, started[0])
         self.assertEqual([r.folder for r in runs],
                          [suffixed(runs[0].folder, n) for n in range(1, len(runs) + 1)], ctx)
-        rc, out, err = self.ctl(conf, "list", "--json")
-        self.assertEqual(rc, 0, out + err)
-        self.assertEqual(json.loads(out)["sets"][0]["set"], last.folder,
-                         "list --json does not put the last run first:\n%s\n%s" % (out, ctx))
-        out_dir = self.new_dir("restore")
-        rc, out, err = self.ctl(conf, "restore", "latest", "--to-dir", out_dir)
-        self.assertEqual(rc, 0, out + err)
-        self.assertRegex(out, r"(?m)^restore %s " % re.escape(last.folder),
-                         "restore latest did not take the last run's set; " + ctx)
+        with self.subTest(check="restore latest"):
+            out_dir = self.new_dir("restore")
+            rc, out, err = self.ctl(conf, "restore", "latest", "--to-dir", out_dir)
+            self.assertEqual(rc, 0, out + err)
+            self.assertRegex(out, r"(?m)^restore %s " % re.escape(last.folder),
+                             "restore latest did not take the last run's set; " + ctx)
+        with self.subTest(check="list"):
+            rc, out, err = self.ctl(conf, "list", "--json")
+            self.assertEqual(rc, 0, out + err)
+            self.assertEqual([s["set"] for s in json.loads(out)["sets"]],
+                             [r.folder for r in reversed(runs)],
+                             "list --json is not newest first:\n%s\n%s" % (out, ctx))
         self.assertVerifyLatest(conf, last, ctx)
 
 
 # --------------------------------------------------------------------------
+
+class TestStatusFromStorage(SetSafetyCase):
+
+    def test_last_complete_set_is_what_storage_holds(self):
+        """status, status --json, the metrics and state.json name the newest
+        complete set found in storage after each run, not the daemon's
+        memory: A and B complete, then B's manifest is demoted by hand, then
+        a failing run C: the last complete set is A again."""
+        self.require_faults()
+        conf = self.config(limits={"parallel": 1})
+        r = self.start_service(conf)
+        a, _snap = self.first_run(conf, r)
+        self.seed("B")
+        self.next_second()
+        b = self.service_run_ok(conf, r, "B")
+        st = self.status(conf, r)
+        self.assertEqual((st.get("last_complete_set") or {}).get("set"), b.folder, st)
+
+        # B stops being a good backup behind the daemon's back.
+        demoted = json.loads(self.manifest_bytes(b.folder))
+        demoted["complete"] = False
+        self.blobs.upload(b.folder + "manifest.json", json.dumps(demoted).encode(),
+                          content_type="application/json")
+        m_a = self.manifest(a.folder)
+
+        self.seed("C")
+        self.arm(cursor_not_found_on_getmore=1)
+        self.next_second()
+        rc, out, err = self.ctl(conf, "run", "--wait", timeout=90)
+        self.assertEqual(rc, 1, "run --wait of a failing run: %s%s\nlog:\n%s" % (out, err, r.log()))
+        self.assertTrue(self.fault_fired(), "the getMore fault never fired; log:\n" + r.log())
+        st = self.status(conf, r)
+        ctx = "A: %r; B: %r (demoted); status %s\nlog:\n%s" % (a, b, json.dumps(st, indent=1),
+                                                               r.log())
+        self.assertEqual(st["last_run"].get("result"), "partial", ctx)
+        last = st.get("last_complete_set") or {}
+        self.assertEqual(last.get("set"), a.folder, ctx)
+        self.assertEqual(last.get("finished"), m_a["finished"], ctx)
+
+        finished = datetime.datetime.strptime(m_a["finished"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        rc, out, err = self.ctl(conf, "metrics", timeout=15)
+        self.assertEqual(rc, 0, out + str(err))
+        self.assertRegex(out, r"(?m)^mongo_azure_backup_last_success_timestamp_seconds %d$"
+                         % int(finished), ctx)
+        rc, out, err = self.ctl(conf, "status", timeout=15)
+        self.assertEqual(rc, 0, out + str(err))
+        self.assertIn("last complete backup: %s" % a.folder, out, ctx)
+        state_file = os.path.join(os.path.dirname(conf), "state", "state.json")
+        with open(state_file) as f:
+            state = json.load(f)
+        self.assertEqual(state.get("last_complete_set"), a.folder, "state.json: %r" % state)
+        self.assertEqual(state.get("last_complete_finished"), int(finished),
+                         "state.json: %r" % state)
+        os.kill(r.pid, signal.SIGTERM)
+        rc, log, _e = r.wait(30)
+        self.assertExit(rc, 0, log)
+
 
 class TestRetentionLeavesOtherFiles(SetSafetyCase):
 

@@ -519,6 +519,37 @@ START_TEST(set_names)
 }
 END_TEST
 
+/* Runs started in one second: the later set has the higher number. */
+START_TEST(same_second_sets_in_order)
+{
+	static const char *const want[] = {
+		"backups/2026-11-27.10/", "backups/2026-11-27.9/", "backups/2026-11-27.2/",
+		"backups/2026-11-27/", "backups/2026-11-26.3/",
+	};
+	struct backup_set sets[5] = {
+		{ .folder = "backups/2026-11-27/", .started = "2026-11-27T03:00:00Z" },
+		{ .folder = "backups/2026-11-27.9/", .started = "2026-11-27T03:00:00Z" },
+		{ .folder = "backups/2026-11-26.3/", .started = "2026-11-26T03:00:00Z" },
+		{ .folder = "backups/2026-11-27.10/", .started = "2026-11-27T03:00:00Z" },
+		{ .folder = "backups/2026-11-27.2/", .started = "2026-11-27T03:00:00Z" },
+	};
+	struct set_list l = { sets, 5 };
+	char err[256];
+
+	for (size_t i = 0; i < 5; i++) {
+		sets[i].loaded = true;
+		sets[i].complete = true;
+		sets[i].manifest_modified = -1;
+	}
+	sets_sort(&l);
+	for (size_t i = 0; i < 5; i++)
+		ck_assert_str_eq(sets[i].folder, want[i]);
+	ck_assert_int_eq(sets_resolve(&l, "latest", true, err, sizeof(err)), 0);
+	ck_assert_int_eq(sets_resolve(&l, "2026-11-27", true, err, sizeof(err)), 3);
+	ck_assert_int_eq(sets_resolve(&l, "2026-11-27.2", true, err, sizeof(err)), 2);
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
 	Suite *s = suite_create("verify");
@@ -539,6 +570,7 @@ static Suite *verify_suite(void)
 	tcase_add_test(tc, metadata_shape);
 	tcase_add_test(tc, manifest_parse);
 	tcase_add_test(tc, set_names);
+	tcase_add_test(tc, same_second_sets_in_order);
 	suite_add_tcase(s, tc);
 	return s;
 }
