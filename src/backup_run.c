@@ -29,6 +29,7 @@
 #include "child_status.h"
 #include "log.h"
 #include "manifest.h"
+#include "secrets.h"
 #include "spawn.h"
 #include "xio.h"
 
@@ -218,7 +219,8 @@ static int start_uploader(struct backup_run *run, struct pipeline *pl, int stdin
 	}
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = stdin_fd, .stdout_fd = -1,
-		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,
+		.run_as = run->run_as, .pgid = &run->pgid,
 		.limits = limits,
 	};
 	pid = spawn_child(&req);
@@ -272,7 +274,8 @@ static int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
 	}
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
-		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,
+		.run_as = run->run_as, .pgid = &run->pgid,
 		.limits = &limits,
 	};
 	pid_t pid = spawn_child(&req);
@@ -563,7 +566,8 @@ static int start_status_helper(struct backup_run *run, struct side *side, char *
 	snprintf(path, sizeof(path), "%s/%s", helper_dir(), argv[0]);
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = -1,
-		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,
+		.run_as = run->run_as, .pgid = &run->pgid,
 		.limits = &limits,
 	};
 	pid_t pid = spawn_child(&req);
@@ -1382,7 +1386,8 @@ static int start_lister(struct backup_run *run)
 			 "--list", NULL };
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
-		.status_fd = sv[1], .config_fd = run->config_fd, .pgid = &run->pgid,
+		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,
+		.run_as = run->run_as, .pgid = &run->pgid,
 		.limits = &limits,
 	};
 	pid_t pid = spawn_child(&req);
@@ -1509,16 +1514,19 @@ static int snapshot_config(struct backup_run *run)
 }
 
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     struct breaker *breaker, char *const *collections, size_t n_collections)
+		     struct breaker *breaker, const struct run_as *run_as,
+		     char *const *collections, size_t n_collections)
 {
 	struct tm tm;
 
 	memset(run, 0, sizeof(*run));
 	run->cfg = cfg;
 	run->breaker = breaker;
+	run->run_as = run_as;
 	run->pgid = 0;
 	run->list_fd = -1;
 	run->config_fd = -1;
+	run->secrets_fd = -1;
 	run->start = time(NULL);
 	run->start_mono = monotonic_seconds();
 	run->deadline = run->start_mono + cfg->run_timeout;
@@ -1533,6 +1541,10 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
 		 "-%ld-%u", (long)getpid(), ++run_sequence);
 	if (snapshot_config(run) != 0)
+		return -1;
+	/* Read now, as the supervisor: the helpers may not be able to. */
+	run->secrets_fd = secrets_snapshot(cfg, run->failure, sizeof(run->failure));
+	if (run->secrets_fd < 0)
 		return -1;
 	if (collections == NULL && cfg->all_collections) {
 		run->phase = RUN_LISTING;
@@ -1575,6 +1587,8 @@ void backup_run_free(struct backup_run *run)
 	free(run->list_buf);
 	if (run->config_fd >= 0)
 		close(run->config_fd);
+	if (run->secrets_fd >= 0)
+		close(run->secrets_fd);
 	bson_free(run->manifest_json);
 	memset(run, 0, sizeof(*run));
 }

@@ -84,6 +84,8 @@ struct backup_run {
 	const struct mab_config *cfg;
 	char config_path[4096];   /* what the children are given with -c */
 	int config_fd;            /* sealed memfd with the config text, or -1 */
+	int secrets_fd;           /* sealed memfd with the run's secrets, or -1 */
+	const struct run_as *run_as;  /* who the helpers run as (NULL: as we do) */
 	char run_id[64];
 	time_t start;
 	double start_mono;
@@ -129,10 +131,14 @@ struct backup_run {
 };
 
 struct breaker;
+struct run_as;
 /* Prepares a run over the given collection names (NULL: the config's list).
- * Every upload asks the storage breaker first and reports back to it. */
+ * Every upload asks the storage breaker first and reports back to it; the
+ * helpers run as run_as.  -1 with run->failure set when it cannot start
+ * (an unreadable secret file, say). */
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     struct breaker *breaker, char *const *collections, size_t n_collections);
+		     struct breaker *breaker, const struct run_as *run_as,
+		     char *const *collections, size_t n_collections);
 /* Fills up to max pollfds; returns how many. */
 size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max);
 /* Milliseconds until the run wants to be woken without an event (-1: never). */

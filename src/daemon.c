@@ -28,6 +28,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "run_as.h"
 #include "log.h"
 #include "pidfile.h"
 #include "xio.h"
@@ -73,7 +74,7 @@ static int start_run(struct daemon *d, const char *why, char *err, size_t errlen
 	}
 	msg_info("%s: starting a backup run", why);
 	d->run_active = true;
-	if (backup_run_start(&d->run, d->cfg, &d->breaker, NULL, 0) != 0 &&
+	if (backup_run_start(&d->run, d->cfg, &d->breaker, &d->run_as, NULL, 0) != 0 &&
 	    d->run.phase != RUN_FINISHED) {
 		/* Could not even begin (e.g. the config file vanished): a failed run. */
 		msg_error("cannot start the run: %s", d->run.failure);
@@ -180,7 +181,7 @@ static void run_hook(struct daemon *d, const struct backup_run *run, enum run_re
 		msg_warn("notify: out of memory; %s not run", what);
 		goto out;
 	}
-	if (hook_start(slot, what, command, env, d->cfg->hook_timeout) != 0)
+	if (hook_start(slot, what, command, env, d->cfg->hook_timeout, &d->run_as) != 0)
 		msg_warn("notify: cannot start the %s hook: %s", what, strerror(errno));
 out:
 	for (size_t i = 0; i < 7; i++)
@@ -370,15 +371,26 @@ static int make_dir(const char *path, mode_t mode, bool *created, char *err, siz
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+		/* The daemon's umask is 077: a parent made here (/usr/local/var,
+		 * .../run) must still be 0755, like one made by make install. */
+		if (mkdir(buf, 0755) == 0) {
+			if (chmod(buf, 0755) != 0) {
+				snprintf(err, errlen, "cannot chmod %s: %s", buf, strerror(errno));
+				return -1;
+			}
+		} else if (errno != EEXIST) {
 			snprintf(err, errlen, "cannot create %s: %s", buf, strerror(errno));
 			return -1;
 		}
 		*p = '/';
 	}
-	if (mkdir(buf, mode) == 0)
+	if (mkdir(buf, mode) == 0) {
 		*created = true;
-	else if (errno != EEXIST) {
+		if (chmod(buf, mode) != 0) {
+			snprintf(err, errlen, "cannot chmod %s: %s", buf, strerror(errno));
+			return -1;
+		}
+	} else if (errno != EEXIST) {
 		snprintf(err, errlen, "cannot create %s: %s", buf, strerror(errno));
 		return -1;
 	}
@@ -412,50 +424,19 @@ static void parent_dir(const char *path, char *out, size_t len)
 		snprintf(out, len, ".");
 }
 
-/* Directories first (as root, handed to the service user), so that the pid
- * file, the state and the socket can be set up before the switch to that
- * user; nothing after the switch runs with root's rights. */
-struct identity {
-	struct passwd pw_copy;
-	bool switching;
-	uid_t uid;
-	gid_t gid;
-	char name[64];
-};
-
-static int resolve_identity(const struct mab_config *cfg, struct identity *id,
-			    char *err, size_t errlen)
-{
-	memset(id, 0, sizeof(*id));
-	id->uid = geteuid();
-	id->gid = getegid();
-	if (cfg->user[0] == '\0')
-		return 0;
-	struct passwd *pw = getpwnam(cfg->user);
-	if (pw == NULL) {
-		snprintf(err, errlen, "[daemon] user '%s' does not exist", cfg->user);
-		return -1;
-	}
-	if (pw->pw_uid != geteuid()) {
-		if (geteuid() != 0) {
-			snprintf(err, errlen, "cannot run as user '%s': not started as root",
-				 cfg->user);
-			return -1;
-		}
-		id->switching = true;
-	}
-	id->uid = pw->pw_uid;
-	id->gid = pw->pw_gid;
-	snprintf(id->name, sizeof(id->name), "%s", pw->pw_name);
-	return 0;
-}
-
-static int prepare_dirs(const struct mab_config *cfg, const struct identity *id,
-			char *err, size_t errlen)
+/* The supervisor keeps its identity (root, for a service): it reads the
+ * configuration and the secret files, now and at every reload, and owns
+ * the state, the pid file and the socket.  Only its children run as
+ * [daemon] user (run_as.h).  The directories are made so that whoever
+ * needs them can reach them whatever the umask: the state and the pid
+ * file's directory 0755, the socket's directory 0750 with the control
+ * group, so that its members can connect (the socket's own mode and the
+ * permission table do the rest). */
+static int prepare_dirs(const struct mab_config *cfg, char *err, size_t errlen)
 {
 	char dir[PATH_MAX];
 	bool created;
-	gid_t control_gid = id->gid;
+	gid_t control_gid = (gid_t)-1;
 
 	if (cfg->control_group[0] != '\0') {
 		struct group *gr = getgrnam(cfg->control_group);
@@ -466,21 +447,19 @@ static int prepare_dirs(const struct mab_config *cfg, const struct identity *id,
 		}
 		control_gid = gr->gr_gid;
 	}
-	if (make_dir(cfg->state_dir, 0750, &created, err, errlen) != 0)
-		return -1;
-	if (id->switching && hand_over(cfg->state_dir, id->uid, id->gid, 0750, err, errlen) != 0)
+	if (make_dir(cfg->state_dir, 0755, &created, err, errlen) != 0)
 		return -1;
 
-	/* The socket's directory is what keeps strangers out: 0770, the
-	 * service user and the control group.  Only a directory we made, or
-	 * our own (.../mongo-azure-backup), is ever changed: never /run or /tmp. */
+	/* Only a directory we made, or our own (.../mongo-azure-backup), is
+	 * ever changed: never /run or /tmp. */
 	parent_dir(cfg->control_socket, dir, sizeof(dir));
-	if (make_dir(dir, 0770, &created, err, errlen) != 0)
+	if (make_dir(dir, 0750, &created, err, errlen) != 0)
 		return -1;
 	const char *base = strrchr(dir, '/');
 	if (created || (base != NULL && strcmp(base + 1, "mongo-azure-backup") == 0)) {
-		if (hand_over(dir, id->uid, control_gid, 0770, err, errlen) != 0) {
-			if (id->switching || geteuid() == 0)
+		mode_t mode = control_gid != (gid_t)-1 ? 0750 : 0755;
+		if (hand_over(dir, geteuid(), control_gid, mode, err, errlen) != 0) {
+			if (geteuid() == 0)
 				return -1;
 			msg_warn("%s; members of the control group may not reach the socket", err);
 		}
@@ -489,24 +468,6 @@ static int prepare_dirs(const struct mab_config *cfg, const struct identity *id,
 	parent_dir(cfg->pid_file, dir, sizeof(dir));
 	if (make_dir(dir, 0755, &created, err, errlen) != 0)
 		return -1;
-	if (created && id->switching && hand_over(dir, id->uid, id->gid, 0755, err, errlen) != 0)
-		return -1;
-	return 0;
-}
-
-static int drop_privileges(const struct identity *id, char *err, size_t errlen)
-{
-	if (!id->switching)
-		return 0;
-	if (initgroups(id->name, id->gid) != 0 || setgid(id->gid) != 0 ||
-	    setuid(id->uid) != 0) {
-		snprintf(err, errlen, "cannot switch to user '%s': %s", id->name, strerror(errno));
-		return -1;
-	}
-	if (setuid(0) == 0) {
-		snprintf(err, errlen, "dropping root for user '%s' did not stick", id->name);
-		return -1;
-	}
 	return 0;
 }
 
@@ -568,19 +529,12 @@ static int service_init(struct daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cron: %s", d->conf_path, why);
 		return -1;
 	}
-	struct identity id;
-	if (resolve_identity(d->cfg, &id, err, errlen) != 0 ||
-	    prepare_dirs(d->cfg, &id, err, errlen) != 0)
+	if (run_as_resolve(d->cfg->user, &d->run_as, err, errlen) != 0 ||
+	    prepare_dirs(d->cfg, err, errlen) != 0)
 		return -1;
 	d->pid_fd = pidfile_acquire(d->cfg->pid_file, err, errlen);
 	if (d->pid_fd < 0)
 		return -1;
-	/* The daemon, once it is the service user, removes it at exit. */
-	if (id.switching && fchown(d->pid_fd, id.uid, id.gid) != 0) {
-		snprintf(err, errlen, "cannot hand the pid file to '%s': %s", id.name,
-			 strerror(errno));
-		return -1;
-	}
 	int r = state_load(d->cfg->state_dir, &d->state, why, sizeof(why));
 	if (r < 0) {
 		snprintf(err, errlen, "state: %s", why);
@@ -591,12 +545,14 @@ static int service_init(struct daemon *d, char *err, size_t errlen)
 	breaker_from_state(d);
 	handlers = handlers_template;
 	handlers.ctx = d;
-	d->control = control_open(d->cfg->control_socket, d->cfg->control_group, id.uid,
-				  &handlers, err, errlen);
+	d->control = control_open(d->cfg->control_socket, d->cfg->control_group,
+				  d->run_as.active ? d->run_as.uid : geteuid(), &handlers, err,
+				  errlen);
 	if (d->control == NULL)
 		return -1;
-	if (drop_privileges(&id, err, errlen) != 0)
-		return -1;
+	if (d->run_as.active)
+		msg_info("helpers and hooks run as user '%s' (uid %ld); the supervisor keeps "
+			 "uid %ld", d->run_as.name, (long)d->run_as.uid, (long)geteuid());
 	if (open_signals(d, err, errlen) != 0)
 		return -1;
 	return 0;

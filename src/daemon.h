@@ -10,6 +10,7 @@
 #include "breaker.h"
 #include "cron.h"
 #include "hook.h"
+#include "run_as.h"
 #include "mab_config.h"
 #include "state_file.h"
 
@@ -33,6 +34,7 @@ struct daemon {
 	int signal_fd;
 	bool stopping;
 	struct hook hooks[HOOK_MAX];
+	struct run_as run_as;            /* [daemon] user: who the children run as */
 };
 
 /* Runs the service; takes ownership of cfg.  Returns the exit code. */

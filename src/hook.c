@@ -12,12 +12,13 @@
 
 #include "backup_run.h"
 #include "hook.h"
+#include "run_as.h"
 #include "log.h"
 
 extern char **environ;
 
 int hook_start(struct hook *h, const char *what, const char *command,
-	       char *const extra_env[], int timeout_seconds)
+	       char *const extra_env[], int timeout_seconds, const struct run_as *run_as)
 {
 	size_t n_env = 0, n_extra = 0;
 	char **envp;
@@ -51,6 +52,9 @@ int hook_start(struct hook *h, const char *what, const char *command,
 	if (pid == 0) {
 		sigset_t none;
 		setpgid(0, 0);
+		/* A hook never runs with more rights than the helpers. */
+		if (run_as_apply(run_as) != 0)
+			_exit(126);
 		for (int sig = 1; sig < NSIG; sig++)
 			signal(sig, SIG_DFL);
 		sigemptyset(&none);

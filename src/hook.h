@@ -16,10 +16,11 @@ struct hook {
 	char what[16];          /* on_success / on_failure */
 };
 
-/* Starts "/bin/sh -c command" with the extra NAME=value strings added to
- * the environment.  0, or -1 with errno. */
+struct run_as;
+/* Starts "/bin/sh -c command" as run_as (NULL: as we are) with the extra
+ * NAME=value strings added to the environment.  0, or -1 with errno. */
 int hook_start(struct hook *h, const char *what, const char *command,
-	       char *const extra_env[], int timeout_seconds);
+	       char *const extra_env[], int timeout_seconds, const struct run_as *run_as);
 /* true if pid was this hook's; logs how it ended. */
 bool hook_reaped(struct hook *h, pid_t pid, int wait_status);
 /* Kills an overdue hook's process group. */

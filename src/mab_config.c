@@ -27,6 +27,7 @@
 #include "cron.h"
 #include "log.h"
 #include "mab_config.h"
+#include "secrets.h"
 #include "path_template.h"
 #include "xio.h"
 
@@ -839,6 +840,11 @@ static char *secret_from(const char *inline_value, const char *file, const char 
 
 char *config_connection_string(const struct mab_config *cfg, char *err, size_t errlen)
 {
+	/* A child of the supervisor: what it read for this run. */
+	char *given = secrets_lookup(SECRET_CONNECTION_STRING);
+
+	if (given != NULL)
+		return given;
 	return secret_from(cfg->connection_string, cfg->connection_string_file,
 			   "AZURE_STORAGE_CONNECTION_STRING", "Azure connection string",
 			   err, errlen);
@@ -846,6 +852,10 @@ char *config_connection_string(const struct mab_config *cfg, char *err, size_t e
 
 char *config_mongo_uri(const struct mab_config *cfg, char *err, size_t errlen)
 {
+	char *given = secrets_lookup(SECRET_MONGO_URI);
+
+	if (given != NULL)
+		return given;
 	char *uri = secret_from(cfg->mongo_uri, cfg->mongo_uri_file, "MONGODB_URI",
 				"MongoDB URI", err, errlen);
 	if (uri == NULL && *cfg->mongo_uri_file == '\0' && getenv("MONGODB_URI") == NULL) {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "backup_run.h"
+#include "run_as.h"
 #include "breaker.h"
 #include "daemon.h"
 #include "log.h"
@@ -126,8 +127,15 @@ static int run_once(const struct mab_config *cfg)
 	}
 	/* --once keeps its breaker for this run only; the service's persists. */
 	struct breaker breaker;
+	struct run_as run_as;
+	char err[512];
 	breaker_init(&breaker, cfg->failure_threshold, cfg->open_seconds);
-	if (backup_run_start(&run, cfg, &breaker, NULL, 0) != 0) {
+	if (run_as_resolve(cfg->user, &run_as, err, sizeof(err)) != 0) {
+		msg_error("%s", err);
+		close(sfd);
+		return EXIT_USAGE;
+	}
+	if (backup_run_start(&run, cfg, &breaker, &run_as, NULL, 0) != 0) {
 		if (run.failure[0] && run.phase != RUN_FINISHED)
 			msg_error("cannot start the run: %s", run.failure);
 		goto out;

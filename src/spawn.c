@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "child_status.h"
+#include "run_as.h"
 #include "spawn.h"
 #include "xio.h"
 
@@ -45,7 +47,32 @@ const char *helper_dir(void)
 	return dir != NULL && *dir != '\0' ? dir : PKGLIBEXECDIR;
 }
 
-/* Marks every fd from 'from' up close-on-exec: only 0-3 reach the program. */
+extern char **environ;
+
+/* Our environment for the child, less any MAB_SECRETS_FD, plus ours when
+ * the child gets secrets.  Built before fork: malloc is not safe after. */
+static char **child_environment(bool with_secrets)
+{
+	static char secrets_var[] = CHILD_SECRETS_ENV "=5";
+	size_t n = 0, k = 0, name_len = strlen(CHILD_SECRETS_ENV);
+	char **envp;
+
+	while (environ[n] != NULL)
+		n++;
+	envp = calloc(n + 2, sizeof(char *));
+	if (envp == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], CHILD_SECRETS_ENV, name_len) != 0 ||
+		    environ[i][name_len] != '=')
+			envp[k++] = environ[i];
+	if (with_secrets)
+		envp[k++] = secrets_var;
+	envp[k] = NULL;
+	return envp;
+}
+
+/* Marks every fd from 'from' up close-on-exec: only 0-5 reach the program. */
 static void cloexec_from(int from)
 {
 #ifdef SYS_close_range
@@ -86,13 +113,21 @@ pid_t spawn_child(const struct spawn_request *req)
 	pid_t pid;
 	pid_t parent = getpid();
 
-	if (pipe2(report, O_CLOEXEC) != 0)
+	bool with_secrets = req->secrets_fd > 2;
+	char **envp = child_environment(with_secrets);
+
+	if (envp == NULL)
 		return -1;
+	if (pipe2(report, O_CLOEXEC) != 0) {
+		free(envp);
+		return -1;
+	}
 	pid = fork();
 	if (pid < 0) {
 		int e = errno;
 		close(report[0]);
 		close(report[1]);
+		free(envp);
 		errno = e;
 		return -1;
 	}
@@ -108,14 +143,19 @@ pid_t spawn_child(const struct spawn_request *req)
 			signal(sig, SIG_DFL);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* The identity first: a change of credentials clears the
+		 * parent-death signal. */
+		if (run_as_apply(req->run_as) != 0)
+			child_fail(report[1], 5);
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
 			child_fail(report[1], 1);
 		if (getppid() != parent)
 			_exit(CHILD_EXIT_PEER_GONE);
 
-		/* Move the fds out of the way of 0, 1, 3 before placing them. */
-		int fds[4] = { req->stdin_fd, req->stdout_fd, req->status_fd, req->config_fd };
-		for (int i = 0; i < 4; i++) {
+		/* Move the fds out of the way of 0-5 before placing them. */
+		int fds[5] = { req->stdin_fd, req->stdout_fd, req->status_fd, req->config_fd,
+			       with_secrets ? req->secrets_fd : -1 };
+		for (int i = 0; i < 5; i++) {
 			if (fds[i] < 0 || fds[i] > 10)
 				continue;
 			int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 11);
@@ -149,8 +189,14 @@ pid_t spawn_child(const struct spawn_request *req)
 		} else {
 			close(CHILD_CONFIG_FD);
 		}
-		/* Everything above fd 4 goes at exec, the report pipe included. */
-		cloexec_from(CHILD_CONFIG_FD + 1);
+		if (fds[4] >= 0) {
+			if (dup2(fds[4], CHILD_SECRETS_FD) < 0)
+				child_fail(report[1], 4);
+		} else {
+			close(CHILD_SECRETS_FD);
+		}
+		/* Everything above fd 5 goes at exec, the report pipe included. */
+		cloexec_from(CHILD_SECRETS_FD + 1);
 
 		if (req->limits != NULL) {
 			set_limit(RLIMIT_CORE, 0);
@@ -163,10 +209,11 @@ pid_t spawn_child(const struct spawn_request *req)
 			if (req->limits->open_files > 0)
 				set_limit(RLIMIT_NOFILE, (rlim_t)req->limits->open_files);
 		}
-		execv(req->path, req->argv);
+		execve(req->path, req->argv, envp);
 		child_fail(report[1], 6);
 	}
 
+	free(envp);
 	close(report[1]);
 	int child_report[2];
 	ssize_t n = xread_full(report[0], child_report, sizeof(child_report));

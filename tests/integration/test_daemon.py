@@ -659,8 +659,9 @@ class TestControl(DaemonTestCase):
         self.stop_daemon(r)
 
     def test_socket_dir_made_for_group(self):
-        """The daemon creates a missing socket directory 0770 with [control]
-        group, so that the group's members can reach the socket."""
+        """The daemon creates a missing socket directory 0750 root with
+        [control] group, so that the group's members can reach the socket
+        (and nobody else, and only root can put anything there)."""
         _creds, peer, gid = self.nobody_peer()
         rundir = os.path.join(self.tmp, "run")
         self.sock = os.path.join(rundir, "control.sock")
@@ -671,7 +672,8 @@ class TestControl(DaemonTestCase):
         self.assertTrue(out.startswith("OK\n"),
                         "status from a member of [control] group: %r; %s is mode %o, gid %d; log:\n%s"
                         % (out, rundir, st.st_mode & 0o7777, st.st_gid, r.log()))
-        self.assertEqual(st.st_mode & 0o7777, 0o770, "mode of %s" % rundir)
+        self.assertEqual(st.st_mode & 0o7777, 0o750, "mode of %s" % rundir)
+        self.assertEqual(st.st_uid, os.geteuid(), "owner of %s" % rundir)
         self.assertEqual(st.st_gid, gid, "group of %s" % rundir)
         self.stop_daemon(r)
 
