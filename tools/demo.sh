@@ -1,27 +1,67 @@
 #!/bin/sh
-# demo.sh - see a backup happen on this machine: installs what is missing,
-# builds, starts a local Azurite and the MongoDB-wire test server with sample
-# data, runs one backup and shows what landed in the container.
-# Everything it starts is stopped again; files stay under ./demo.
+# demo.sh - see a backup happen on this machine: installs what is missing
+# (tools/deps.sh --demo), builds, starts a local Azurite and the MongoDB-wire
+# test server with sample data, runs one backup and lists the set it made.
+#
+# Both servers are left running, so that the set can be listed, verified and
+# restored and the daemon tried against them; the commands are printed at
+# the end.  `sh tools/demo.sh stop` stops them.  Everything lives under
+# ./demo, which a second run replaces.
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
+demo=$top/demo
 py=/usr/bin/python3
 
-sh tools/deps.sh
+# is_ours PIDFILE WORD: the pid in PIDFILE is alive and its command line
+# still has WORD in it; a pid of a process long gone may have been reused.
+is_ours() {
+	pid=$(cat "$1" 2>/dev/null) || return 1
+	case $pid in ''|*[!0-9]*) return 1 ;; esac
+	tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
+
+# stop_servers: stop what an earlier run left running (and a daemon started
+# by hand with the demo's configuration), and forget their pid files.
+stop_servers() {
+	for what in azurite:azurite mongod:fake_mongod.py run/mongo-azure-backupd:mongo-azure-backupd; do
+		f=$demo/${what%%:*}.pid
+		if is_ours "$f" "${what#*:}"; then
+			echo "demo.sh: stopping ${what#*:} (pid $pid)"
+			kill "$pid" 2>/dev/null || true
+			i=0
+			while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+			[ ! -d "/proc/$pid" ] || kill -9 "$pid" 2>/dev/null || true
+		fi
+		rm -f "$f"
+	done
+}
+
+case ${1-} in
+stop) stop_servers; exit 0 ;;
+"") ;;
+*) echo "usage: sh tools/demo.sh [stop]" >&2; exit 2 ;;
+esac
+
+sh tools/deps.sh --demo
 [ -x configure ] || autoreconf -fi
 mkdir -p build
 (cd build && { [ -f Makefile ] || ../configure; } && make -j"$(nproc 2>/dev/null || echo 2)")
 
-demo=$top/demo
+stop_servers
 rm -rf "$demo"
 mkdir -p "$demo/state"
-pids=""
-cleanup() {
-	for pid in $pids; do kill "$pid" 2>/dev/null || true; done
-	for pid in $pids; do wait "$pid" 2>/dev/null || true; done
+
+# Until the end, a failure stops what was started; then the servers stay.
+keep=no
+started=""
+on_exit() {
+	[ $keep = yes ] && return 0
+	for pid in $started; do kill "$pid" 2>/dev/null || true; done
+	rm -f "$demo/azurite.pid" "$demo/mongod.pid"
 }
-trap cleanup EXIT INT TERM
+trap on_exit EXIT
+trap 'exit 130' INT TERM
 
 wait_for_line() { # file pattern
 	i=0
@@ -32,17 +72,20 @@ wait_for_line() { # file pattern
 	done
 }
 
+# The servers outlive this script: no terminal to read, none to hang up on.
 echo "== starting Azurite (Microsoft's Blob Storage emulator)"
-node tests/azurite/node_modules/azurite/dist/src/blob/main.js --blobHost 127.0.0.1 \
+nohup node tests/azurite/node_modules/azurite/dist/src/blob/main.js --blobHost 127.0.0.1 \
 	--blobPort 0 --inMemoryPersistence --silent \
-	--disableTelemetry > "$demo/azurite.log" 2>&1 &
-pids="$pids $!"
+	--disableTelemetry < /dev/null > "$demo/azurite.log" 2>&1 &
+started="$started $!"
+echo $! > "$demo/azurite.pid"
 wait_for_line "$demo/azurite.log" "successfully listens on"
 blob_port=$(sed -n 's/.*listens on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$demo/azurite.log" | head -1)
 
 echo "== starting the MongoDB-wire test server"
-$py tests/fake_mongod.py --port 0 > "$demo/mongod.log" 2>&1 &
-pids="$pids $!"
+nohup $py tests/fake_mongod.py --port 0 < /dev/null > "$demo/mongod.log" 2>&1 &
+started="$started $!"
+echo $! > "$demo/mongod.pid"
 wait_for_line "$demo/mongod.log" "^listening"
 mongo_port=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)/\1/p' "$demo/mongod.log")
 
@@ -74,7 +117,15 @@ for name in db.list_collection_names():
     print(f"   {name}: {db[name].estimated_document_count()} documents")
 PY
 
-cat > "$demo/mongo-azure-backup.conf" <<CONF
+# Socket, pid file and state under ./demo, so that neither root nor the
+# installed paths are needed; no catch-up, so the daemon started by hand
+# waits for its schedule (or `run`).
+conf=$demo/mongo-azure-backup.conf
+cat > "$conf" <<CONF
+[schedule]
+cron = 0 3 * * *
+catch_up = no
+
 [mongodb]
 uri = mongodb://127.0.0.1:$mongo_port/
 database = tralivali
@@ -87,30 +138,59 @@ container = backups
 [state]
 dir = $demo/state
 
+[control]
+socket = $demo/run/control.sock
+
+[daemon]
+pid_file = $demo/run/mongo-azure-backupd.pid
+
 [log]
 target = stderr
 CONF
 
-echo "== checking the configuration"
-build/src/mongo-azure-backupd -t -c "$demo/mongo-azure-backup.conf"
+# The programs from the build, not installed ones: the helpers are found
+# through MAB_LIBEXECDIR.
+PATH=$top/build/src:$PATH
+MAB_LIBEXECDIR=$top/build/src
+export PATH MAB_LIBEXECDIR
+
+echo "== checking the configuration: mongo-azure-backupd -t"
+mongo-azure-backupd -t -c "$conf"
 
 echo "== running one backup: mongo-azure-backupd --once"
 status=0
-MAB_LIBEXECDIR=$top/build/src build/src/mongo-azure-backupd -c "$demo/mongo-azure-backup.conf" --once || status=$?
-echo "   exit status $status"
+mongo-azure-backupd -c "$conf" --once || status=$?
+if [ $status != 0 ]; then
+	echo "demo.sh: the backup failed (exit status $status); its log is above" >&2
+	exit $status
+fi
 
-echo "== what landed in container 'backups' (read with Microsoft's Python SDK)"
-$py - "$conn" <<'PY'
-import gzip, json, sys
-from azure.storage.blob import BlobServiceClient
-container = BlobServiceClient.from_connection_string(sys.argv[1]).get_container_client("backups")
-manifest = None
-for blob in container.list_blobs(prefix="backups/"):
-    print(f"   {blob.name:58} {blob.size:>9} bytes  {blob.content_settings.content_type}")
-    if blob.name.endswith("/manifest.json"):
-        manifest = json.loads(container.download_blob(blob.name).readall())
-print(f"== manifest: complete={manifest['complete']}, run {manifest['run_id']}")
-for c in manifest["collections"]:
-    print(f"   {c['name']:14} {c['result']:6} {c.get('documents', '-'):>7} documents, sha256 {c.get('sha256', '-')[:16]}...")
-PY
-exit $status
+echo "== the sets in container 'backups': mongo-azure-backupctl list"
+mongo-azure-backupctl -c "$conf" list
+
+keep=yes
+cat <<EOF
+
+== Azurite (pid $(cat "$demo/azurite.pid"), http://127.0.0.1:$blob_port) and the MongoDB-wire
+   test server (pid $(cat "$demo/mongod.pid"), mongodb://127.0.0.1:$mongo_port/) keep running.
+
+Try, in a shell:
+
+  export PATH="$top/build/src:\$PATH" MAB_LIBEXECDIR="$top/build/src"
+  mongo-azure-backupctl -c $conf list
+  mongo-azure-backupctl -c $conf verify latest
+  mongo-azure-backupctl -c $conf restore latest --to-dir $demo/restore
+
+The daemon in the foreground (Ctrl-C stops it):
+
+  mongo-azure-backupd -c $conf -f
+
+and, from another shell with the same export:
+
+  mongo-azure-backupctl -c $conf status
+  mongo-azure-backupctl -c $conf run --wait
+
+Stop the servers (and a daemon left running):
+
+  sh $top/tools/demo.sh stop
+EOF

@@ -1,13 +1,22 @@
 #!/bin/sh
 # deps.sh - install what building, testing and the demo need on Debian 12,
 # skipping whatever is already there.  Run as root (or with sudo).
+#   sh tools/deps.sh          everything: build, unit, integration and fuzz tests
+#   sh tools/deps.sh --demo   only what tools/demo.sh needs: the build, pymongo
+#                             for the MongoDB-wire test server, and Azurite
 set -eu
 cd "$(dirname "$0")/.."
 
-packages="build-essential autoconf automake libtool pkg-config ca-certificates tzdata
+demo_packages="build-essential autoconf automake pkg-config ca-certificates tzdata
   libmongoc-dev libbson-dev libcurl4-openssl-dev zlib1g-dev libssl-dev libinih-dev
-  libxml2-dev check python3 python3-pymongo python3-pymongo-ext python3-azure-storage
-  valgrind clang libclang-rt-14-dev"
+  libxml2-dev python3 python3-pymongo python3-pymongo-ext"
+case ${1-} in
+--demo) packages=$demo_packages ;;
+"") packages="$demo_packages libtool check python3-azure-storage valgrind clang
+  libclang-rt-14-dev" ;;
+*) echo "usage: sh tools/deps.sh [--demo]" >&2; exit 2 ;;
+esac
+
 missing=""
 for p in $packages; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -25,6 +34,8 @@ if [ -n "$missing" ]; then
 		exit 1
 	fi
 	apt-get update -q
+	# $missing splits into one argument per package.
+	# shellcheck disable=SC2086
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""test_initscripts.py - the init scripts under init/.
+"""test_initscripts.py - the init scripts and the logrotate snippet under init/.
 
 The SysV script is generated from its .in with the same sed expressions as
 the build (paths pointing into a temporary prefix and at the build's
@@ -9,16 +9,27 @@ harness' Azurite and MongoDB.  OpenRC cannot run here: its script is
 checked with `sh -n` and its functions are run with stand-ins for
 OpenRC's helpers.  The systemd unit is checked with `systemd-analyze
 verify` when that is available.
+
+Installation: scratch builds are configured with each --with-init (and
+--with-initdir, --with-logrotatedir) and `make install-data DESTDIR=...`
+must put the script or unit where that init system reads it, whatever the
+prefix, and nothing else outside the prefix; a DESTDIR install of this
+build must name, in every script, files it installed and the daemon's own
+defaults.  The logrotate snippet must name the daemon's log and pid files,
+and its postrotate must signal the daemon and nothing else.
 """
 
 import datetime
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -75,6 +86,86 @@ def generate(template, out, dirs):
     if left:
         raise AssertionError("%s: placeholders left after sed: %r" % (out, left))
     return out
+
+
+def make_env():
+    """The environment for a make of our own: none of the outer make's
+    flags (TESTS=, -j, the jobserver) and no DESTDIR from the caller."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "DESTDIR", "TESTS"):
+        env.pop(k, None)
+    env["LC_ALL"] = "C"
+    return env
+
+
+def run_make(builddir, *args, timeout=300):
+    p = subprocess.run(["make", "-s", "-C", builddir] + list(args), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=make_env(),
+                       timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError("make %s in %s failed:\n%s"
+                             % (" ".join(args), builddir, p.stdout.decode("utf-8", "replace")))
+    return p.stdout.decode("utf-8", "replace")
+
+
+def make_vars(builddir, names):
+    """The values make gives the variables names (e.g. sbindir) in builddir."""
+    fd, mk = tempfile.mkstemp(suffix=".mk")
+    with os.fdopen(fd, "w") as f:
+        f.write("print-vars-for-test:\n")
+        for n in names:
+            f.write("\t@echo '%s=$(%s)'\n" % (n, n))
+    try:
+        out = run_make(builddir, "-f", "Makefile", "-f", mk, "print-vars-for-test")
+    finally:
+        os.unlink(mk)
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {n: values[n] for n in names}
+
+
+def files_under(root):
+    """Every file and symlink below root, as absolute paths inside it."""
+    out = []
+    for d, _dirs, files in os.walk(root):
+        for name in files:
+            out.append("/" + os.path.relpath(os.path.join(d, name), root))
+    return sorted(out)
+
+
+def shell_assignments(text):
+    """NAME=value lines of a shell script (first wins), quotes removed."""
+    out = {}
+    for m in re.finditer(r"^([A-Z_]+)=(\S*)$", text, re.M):
+        out.setdefault(m.group(1), m.group(2).strip('"'))
+    return out
+
+
+def logrotate_snippet(text):
+    """(log file, directives, postrotate body) of the snippet."""
+    m = re.search(r"^(/\S+)\s*\{\n(.*?)^\}", text, re.M | re.S)
+    if not m:
+        raise AssertionError("no `PATH {` block in the logrotate snippet:\n" + text)
+    block = m.group(2)
+    pm = re.search(r"^\s*postrotate\n(.*?)^\s*endscript$", block, re.M | re.S)
+    if not pm:
+        raise AssertionError("no postrotate ... endscript in the logrotate snippet")
+    outside = block[:pm.start()] + block[pm.end():]
+    directives = [line.strip() for line in outside.splitlines()
+                  if line.strip() and not line.strip().startswith("#")]
+    return m.group(1), directives, pm.group(1)
+
+
+def postrotate_pidfile(body):
+    m = re.search(r"^\s*pidfile=(\S+)$", body, re.M)
+    if not m:
+        raise AssertionError("postrotate names no pidfile=:\n" + body)
+    return m.group(1)
+
+
+def binary_has_string(path, text):
+    """Whether the C string text (NUL-terminated) is compiled into path."""
+    with open(path, "rb") as f:
+        return text.encode() + b"\0" in f.read()
 
 
 class InitTestCase(h.BackupTestCase):
@@ -315,6 +406,64 @@ class TestSysV(InitTestCase):
         self.assertEqual(rc, 0, out)
         self.assertTrue(self.wait_gone(pid))
 
+    def test_logrotate_with_the_daemon(self):
+        """The daemon started by the script, logging to the file the
+        logrotate snippet names, with the pid file it names: a rotation
+        leaves the daemon running, and it writes on in a new file."""
+        log = self.dirs["localstatedir"] + "/log/mongo-azure-backup.log"
+        self.pidfile = self.dirs["runstatedir"] + "/mongo-azure-backup/mongo-azure-backupd.pid"
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        conf = self.config(log={"target": "file", "file": log},
+                           daemon={"pid_file": self.pidfile})
+        p = subprocess.run([h.DAEMON, "-t", "-c", conf], capture_output=True, env=h.daemon_env())
+        if p.returncode != 0:
+            self.skipTest("the daemon does not take [log] target = file yet: %s"
+                          % p.stderr.decode("utf-8", "replace").strip())
+        snippet = generate("mongo-azure-backup.logrotate.in",
+                           os.path.join(self.tmp, "logrotate.conf"), self.dirs)
+        os.chmod(snippet, 0o644)
+        with open(snippet) as f:
+            named, _d, body = logrotate_snippet(f.read())
+        self.assertEqual((named, postrotate_pidfile(body)), (log, self.pidfile))
+
+        def log_has(path, text, timeout=10):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    with open(path) as f:
+                        if text in f.read():
+                            return True
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            return False
+
+        rc, out = self.sysv("start", conf)
+        self.assertEqual(rc, 0, out)
+        pid = self.daemon_pid()
+        self.assertIsNotNone(pid)
+        self.assertTrue(log_has(log, "started"), "nothing logged to %s" % log)
+        if shutil.which("logrotate"):
+            p = subprocess.run(["logrotate", "-f", "-s", os.path.join(self.tmp, "lr.state"), snippet],
+                               capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, (p.stdout + p.stderr).decode("utf-8", "replace"))
+        else:
+            os.rename(log, log + ".1")
+            p = subprocess.run(["/bin/sh", "-c", body], capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        time.sleep(0.5)
+        self.assertEqual(self.daemon_pid(), pid)
+        st = h.proc_stat(pid)
+        self.assertTrue(st is not None and st[1] != "Z", "SIGUSR1 killed the daemon")
+        self.assertTrue(log_has(log + ".1", "started"))
+        rc, out = self.sysv("reload", conf)
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(log_has(log, "re-read"),
+                        "the daemon did not reopen %s after SIGUSR1 (the reload went elsewhere)" % log)
+        rc, out = self.sysv("stop", conf)
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(self.wait_gone(pid))
+
 
 def parse_utc(text):
     t = text.strip()
@@ -341,11 +490,30 @@ class TestStatic(InitTestCase):
             if mm:
                 header[mm.group(1)] = mm.group(2).split()
         self.assertEqual(header.get("Provides"), ["mongo-azure-backupd"])
-        self.assertEqual(header.get("Required-Start"), ["$remote_fs", "$syslog", "$network"])
+        self.assertEqual(header.get("Required-Start"), ["$remote_fs", "$network"])
+        self.assertEqual(header.get("Required-Stop"), ["$remote_fs", "$network"])
+        # Without a syslog daemon the daemon logs to its file: syslog is
+        # only wanted, so insserv does not refuse the script.
+        self.assertEqual(header.get("Should-Start"), ["$syslog"])
         self.assertEqual(header.get("Default-Start"), ["2", "3", "4", "5"])
         self.assertEqual(header.get("Default-Stop"), ["0", "1", "6"])
         self.assertTrue(header.get("Short-Description"))
         self.assertIn("%s/mongo-azure-backupd" % h.PROGDIR, text)
+        # The daemon's start is not silenced: its start-up errors, and its
+        # log when it is told to log to stderr, are not sent to /dev/null.
+        starts = re.findall(r"^\s*start-stop-daemon --start (?!--test)(?:.*\\\n)*.*$", text, re.M)
+        self.assertTrue(starts, "no start-stop-daemon --start in the script")
+        for cmd in starts:
+            self.assertNotIn("/dev/null", cmd)
+            self.assertNotIn("--background", cmd)
+        # -t before start, restart and reload.
+        for action in ("start", "restart", "reload|force-reload"):
+            body = re.search(r"^%s\)\n(.*?);;" % re.escape(action), text, re.M | re.S)
+            self.assertTrue(body, "no %s) in the case" % action)
+            self.assertIn("check_config", body.group(1), "%s does not check the configuration" % action)
+        # The daemon makes its run and state directories, with the modes
+        # [daemon] user and [control] group need: the script makes none.
+        self.assertNotRegex(text, r"(?m)^[^#]*\b(mkdir|install -d|chmod|chown)\b")
         if shutil.which("shellcheck"):
             p = subprocess.run(["shellcheck", "-s", "sh", "-S", "warning", path], capture_output=True)
             self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
@@ -375,6 +543,9 @@ class TestStatic(InitTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         with open(script) as f:
             self.assertTrue(f.readline().startswith("#!/sbin/openrc-run"))
+        if shutil.which("shellcheck"):
+            p = subprocess.run(["shellcheck", "-S", "warning", script], capture_output=True)
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
         # A stand-in supervise-daemon that records how it was called.
         bindir = os.path.join(self.tmp, "fakebin")
         os.makedirs(bindir)
@@ -426,12 +597,318 @@ class TestStatic(InitTestCase):
                      ("RuntimeDirectory", "mongo-azure-backup"),
                      ("StateDirectory", "mongo-azure-backup")):
             self.assertEqual(keys.get(k), [v], k)
+        # The ExecStartPre that makes the state and run directories outside
+        # the sandbox, run as systemd would with UMask=0077: parents 0755 (the
+        # service user and the control group pass through), they 0750.
+        self.assertEqual(keys.get("UMask"), ["0077"])
+        mkdirs = [v for v in keys["ExecStartPre"] if "mkdir" in v]
+        self.assertEqual(len(mkdirs), 1, keys["ExecStartPre"])
+        self.assertTrue(mkdirs[0].startswith("+"), "must run outside the sandbox: %s" % mkdirs[0])
+        argv = shlex.split(mkdirs[0][1:].replace("$$", "$"))
+        old_umask = os.umask(0o077)
+        try:
+            p = subprocess.run(argv, capture_output=True, timeout=30)
+        finally:
+            os.umask(old_umask)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        var, run = self.dirs["localstatedir"], self.dirs["runstatedir"]
+        for d, mode in ((self.prefix, 0o755), (var, 0o755), (var + "/lib", 0o755), (run, 0o755),
+                        (var + "/lib/mongo-azure-backup", 0o750),
+                        (run + "/mongo-azure-backup", 0o750)):
+            self.assertEqual(stat.S_IMODE(os.stat(d).st_mode), mode, "mode of %s" % d)
+        # The sandbox leaves them writable.
+        rw = " ".join(keys.get("ReadWritePaths", []))
+        self.assertIn("-%s/lib/mongo-azure-backup" % var, rw)
+        self.assertIn("-%s/mongo-azure-backup" % run, rw)
         analyze = shutil.which("systemd-analyze")
         if analyze:
             p = subprocess.run([analyze, "verify", "--man=no", unit], capture_output=True, timeout=60)
             self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
         else:
             sys.stderr.write("NOTE: systemd-analyze not installed; unit not verified\n")
+
+
+class TestLogrotate(InitTestCase):
+    """The logrotate snippet: the files it names and its postrotate."""
+
+    def snippet(self):
+        path = generate("mongo-azure-backup.logrotate.in",
+                        os.path.join(self.tmp, "logrotate.conf"), self.dirs)
+        # logrotate ignores a configuration others may write, and wants no x.
+        os.chmod(path, 0o644)
+        with open(path) as f:
+            return path, f.read()
+
+    def test_names_the_daemons_files(self):
+        path, text = self.snippet()
+        log, directives, body = logrotate_snippet(text)
+        self.assertEqual(log, self.dirs["localstatedir"] + "/log/mongo-azure-backup.log")
+        for d in ("weekly", "rotate 8", "compress", "delaycompress", "missingok", "notifempty"):
+            self.assertIn(d, directives)
+        # The pid file the init scripts use, which is the daemon's default.
+        pidfile = postrotate_pidfile(body)
+        self.assertEqual(pidfile,
+                         self.dirs["runstatedir"] + "/mongo-azure-backup/mongo-azure-backupd.pid")
+        sysv = generate("mongo-azure-backupd.sysv.in", os.path.join(self.tmp, "sysv"), self.dirs)
+        with open(sysv) as f:
+            self.assertEqual(shell_assignments(f.read()).get("DEFAULT_PIDFILE"), pidfile)
+        self.assertIn("kill -USR1", body)
+        p = subprocess.run(["/bin/sh", "-n", "-c", body], capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        if shutil.which("shellcheck"):
+            script = os.path.join(self.tmp, "postrotate.sh")
+            with open(script, "w") as f:
+                f.write("#!/bin/sh\n" + body)
+            p = subprocess.run(["shellcheck", "-s", "sh", "-S", "warning", script], capture_output=True)
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        if shutil.which("logrotate"):
+            p = subprocess.run(["logrotate", "-d", "-s", os.path.join(self.tmp, "lr.state"), path],
+                               capture_output=True, timeout=30)
+            out = (p.stdout + p.stderr).decode("utf-8", "replace")
+            self.assertEqual(p.returncode, 0, out)
+            self.assertNotRegex(out, r"(?i)error|unknown|bad ", out)
+
+    def fake_daemon(self, marker):
+        """A process whose argv[0] is .../mongo-azure-backupd (as /proc
+        shows it) and that records each SIGUSR1 in marker."""
+        code = ("import signal, sys, time\n"
+                "def usr1(_s, _f):\n"
+                "    with open(sys.argv[1], 'a') as f: f.write('USR1\\n')\n"
+                "signal.signal(signal.SIGUSR1, usr1)\n"
+                "print('ready', flush=True)\n"
+                "while True: time.sleep(1)\n")
+        p = subprocess.Popen(["/opt/test/sbin/mongo-azure-backupd", "-c", code, marker],
+                             executable=sys.executable, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE)
+        self.addCleanup(lambda: (p.kill(), p.wait()))
+        self.assertEqual(p.stdout.readline(), b"ready\n")
+        return p
+
+    def write_pidfile(self, pidfile, pid):
+        os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+        with open(pidfile, "w") as f:
+            f.write("%s\n" % pid)
+
+    def wait_for_marker(self, marker, count, timeout=5):
+        deadline = time.monotonic() + timeout
+        got = 0
+        while time.monotonic() < deadline:
+            try:
+                with open(marker) as f:
+                    got = f.read().count("USR1")
+            except OSError:
+                got = 0
+            if got >= count:
+                break
+            time.sleep(0.05)
+        return got
+
+    def test_postrotate_signals_only_the_daemon(self):
+        path, text = self.snippet()
+        log, _d, body = logrotate_snippet(text)
+        pidfile = postrotate_pidfile(body)
+
+        def postrotate():
+            p = subprocess.run(["/bin/sh", "-c", body, "postrotate", log], capture_output=True,
+                               timeout=30)
+            return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+        # No pid file (the daemon is not running), or rubbish in it: nothing
+        # to signal, and logrotate must not report an error.
+        self.assertEqual(postrotate(), (0, ""))
+        self.write_pidfile(pidfile, "not a pid")
+        self.assertEqual(postrotate(), (0, ""))
+
+        marker = os.path.join(self.tmp, "usr1")
+        fake = self.fake_daemon(marker)
+        self.write_pidfile(pidfile, fake.pid)
+        self.assertEqual(postrotate(), (0, ""))
+        self.assertEqual(self.wait_for_marker(marker, 1), 1, "the daemon got no SIGUSR1")
+
+        # A stale pid file naming some other process: left alone (USR1
+        # would kill it).
+        other = subprocess.Popen(["sleep", "60"])
+        self.addCleanup(lambda: (other.kill(), other.wait()))
+        self.write_pidfile(pidfile, other.pid)
+        self.assertEqual(postrotate(), (0, ""))
+        time.sleep(0.3)
+        self.assertIsNone(other.poll(), "postrotate signalled a process that is not the daemon")
+
+        # The whole rotation, by logrotate itself.
+        if not shutil.which("logrotate"):
+            sys.stderr.write("NOTE: logrotate not installed; rotation not run\n")
+            return
+        self.write_pidfile(pidfile, fake.pid)
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, "w") as f:
+            f.write("a line\n")
+        p = subprocess.run(["logrotate", "-f", "-s", os.path.join(self.tmp, "lr.state"), path],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, (p.stdout + p.stderr).decode("utf-8", "replace"))
+        self.assertTrue(os.path.exists(log + ".1"), "not rotated: %s" % os.listdir(os.path.dirname(log)))
+        self.assertEqual(self.wait_for_marker(marker, 2), 2, "no SIGUSR1 after logrotate's rotation")
+
+
+class TestInstall(InitTestCase):
+    """make install with each --with-init, into a scratch root (DESTDIR)."""
+
+    PREFIX = "/opt/mab-test"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cache = os.path.join(h.ENV["tmp"], "config.cache")
+
+    def configure(self, *args):
+        """A scratch build configured with args, --prefix=PREFIX; its dir."""
+        build = tempfile.mkdtemp(prefix="build-", dir=self.tmp)
+        p = subprocess.run([os.path.join(h.SRCDIR, "configure"), "-q", "--prefix=" + self.PREFIX,
+                            "--cache-file=" + self.cache] + list(args),
+                           cwd=build, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=make_env(), timeout=180)
+        self.assertEqual(p.returncode, 0, "configure %s:\n%s"
+                         % (" ".join(args), p.stdout.decode("utf-8", "replace")))
+        return build
+
+    def install_data(self, build):
+        """make install-data into a fresh root: everything but the programs
+        (which need compiling and go under the prefix anyway)."""
+        root = tempfile.mkdtemp(prefix="root-", dir=self.tmp)
+        run_make(build, "install-data", "DESTDIR=" + root)
+        return root
+
+    def outside_prefix(self, root):
+        return [f for f in files_under(root) if not f.startswith(self.PREFIX + "/")]
+
+    def check_paths(self, build, kind, text):
+        """The paths the installed script names are those the build
+        installs to (no DESTDIR in them, no placeholder left)."""
+        v = make_vars(build, ["sbindir", "sysconfdir", "localstatedir", "runstatedir"])
+        self.assertTrue(v["sbindir"].startswith(self.PREFIX + "/"), v)
+        daemon = v["sbindir"] + "/mongo-azure-backupd"
+        conf = v["sysconfdir"] + "/mongo-azure-backup/mongo-azure-backup.conf"
+        self.assertNotRegex(text, r"@[a-zA-Z_]+@")
+        self.assertNotIn(self.tmp, text, "DESTDIR or the build dir inside the script")
+        if kind == "sysv":
+            a = shell_assignments(text)
+            self.assertEqual(a["DAEMON"], daemon)
+            self.assertEqual(a["CONF"], conf)
+            self.assertEqual(a["DEFAULT_PIDFILE"],
+                             v["runstatedir"] + "/mongo-azure-backup/mongo-azure-backupd.pid")
+        elif kind == "openrc":
+            self.assertIn('"${MAB_CONF:=%s}"' % conf, text)
+            self.assertIn('"${MAB_DAEMON:=%s}"' % daemon, text)
+        else:
+            self.assertIn("Environment=MAB_CONF=%s\n" % conf, text)
+            self.assertIn("ExecStart=%s -f -c ${MAB_CONF}\n" % daemon, text)
+            self.assertIn("-%s/mongo-azure-backup" % v["runstatedir"], text)
+            self.assertIn("-%s/lib/mongo-azure-backup" % v["localstatedir"], text)
+
+    def check_logrotate(self, build, root, where):
+        path = root + where + "/mongo-azure-backup"
+        self.assertTrue(os.path.isfile(path), "no logrotate snippet %s; installed: %s"
+                        % (where, files_under(root)))
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
+        v = make_vars(build, ["localstatedir", "runstatedir"])
+        with open(path) as f:
+            log, _d, body = logrotate_snippet(f.read())
+        self.assertEqual(log, v["localstatedir"] + "/log/mongo-azure-backup.log")
+        self.assertEqual(postrotate_pidfile(body),
+                         v["runstatedir"] + "/mongo-azure-backup/mongo-azure-backupd.pid")
+
+    def test_each_init_system(self):
+        want = {"sysv": ("/etc/init.d/mongo-azure-backupd", 0o755),
+                "openrc": ("/etc/init.d/mongo-azure-backupd", 0o755),
+                "systemd": ("/lib/systemd/system/mongo-azure-backupd.service", 0o644)}
+        for kind, (where, mode) in want.items():
+            with self.subTest(init=kind):
+                build = self.configure("--with-init=" + kind)
+                root = self.install_data(build)
+                self.assertEqual(self.outside_prefix(root),
+                                 sorted([where, "/etc/logrotate.d/mongo-azure-backup"]))
+                self.assertEqual(stat.S_IMODE(os.stat(root + where).st_mode), mode)
+                with open(root + where) as f:
+                    self.check_paths(build, kind, f.read())
+                self.check_logrotate(build, root, "/etc/logrotate.d")
+
+    def test_without_init(self):
+        """--with-init=none (the default): nothing outside the prefix, the
+        snippet in SYSCONFDIR/logrotate.d."""
+        build = self.configure()
+        root = self.install_data(build)
+        self.assertEqual(self.outside_prefix(root), [])
+        self.assertFalse([f for f in files_under(root) if "init.d" in f or "systemd" in f],
+                         files_under(root))
+        self.check_logrotate(build, root, self.PREFIX + "/etc/logrotate.d")
+
+    def test_dir_overrides(self):
+        build = self.configure("--with-init=sysv", "--with-initdir=/srv/rc/init.d",
+                               "--with-logrotatedir=/srv/logrotate.d")
+        root = self.install_data(build)
+        self.assertEqual(self.outside_prefix(root),
+                         ["/srv/logrotate.d/mongo-azure-backup", "/srv/rc/init.d/mongo-azure-backupd"])
+        build = self.configure("--with-init=systemd", "--with-initdir=/usr/lib/systemd/system")
+        root = self.install_data(build)
+        self.assertEqual(self.outside_prefix(root),
+                         ["/etc/logrotate.d/mongo-azure-backup",
+                          "/usr/lib/systemd/system/mongo-azure-backupd.service"])
+        # Relative to the prefix, as distcheck configures.
+        build = self.configure("--with-init=openrc", "--with-initdir=${prefix}/init",
+                               "--with-logrotatedir=${sysconfdir}/logrotate.d")
+        root = self.install_data(build)
+        self.assertEqual(self.outside_prefix(root), [])
+        self.assertTrue(os.path.isfile(root + self.PREFIX + "/init/mongo-azure-backupd"))
+        self.assertTrue(os.path.isfile(root + self.PREFIX + "/etc/logrotate.d/mongo-azure-backup"))
+        p = subprocess.run([os.path.join(h.SRCDIR, "configure"), "--with-init=upstart"],
+                           cwd=tempfile.mkdtemp(dir=self.tmp), capture_output=True, env=make_env())
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"--with-init must be", p.stderr)
+
+    def test_installed_paths_exist(self):
+        """A full DESTDIR install of this build: what each script names as
+        the daemon and its configuration was installed, and its pid file,
+        run and state directories are the daemon's compiled-in defaults."""
+        root = os.path.join(self.tmp, "root")
+        run_make(h.BUILDDIR, "install", "DESTDIR=" + root)
+        outputs = {"sysv": "init/sysv/mongo-azure-backupd",
+                   "openrc": "init/openrc/mongo-azure-backupd",
+                   "systemd": "init/systemd/mongo-azure-backupd.service",
+                   "logrotate": "init/logrotate/mongo-azure-backup"}
+        run_make(h.BUILDDIR, *outputs.values())
+        v = make_vars(h.BUILDDIR, ["sbindir", "bindir", "sysconfdir", "localstatedir",
+                                    "runstatedir", "logrotatedir"])
+        daemon = v["sbindir"] + "/mongo-azure-backupd"
+        self.assertTrue(os.access(root + daemon, os.X_OK), "%s not installed" % daemon)
+        self.assertTrue(os.access(root + v["bindir"] + "/mongo-azure-backupctl", os.X_OK))
+        conf = v["sysconfdir"] + "/mongo-azure-backup/mongo-azure-backup.conf"
+        self.assertTrue(os.path.isfile(root + conf), "%s not installed" % conf)
+        self.assertTrue(os.path.isfile(root + v["logrotatedir"] + "/mongo-azure-backup"))
+        pidfile = v["runstatedir"] + "/mongo-azure-backup/mongo-azure-backupd.pid"
+        for what in (pidfile, v["runstatedir"] + "/mongo-azure-backup/control.sock",
+                     v["localstatedir"] + "/lib/mongo-azure-backup", conf):
+            self.assertTrue(binary_has_string(root + daemon, what),
+                            "the daemon's defaults do not include %s" % what)
+        texts = {}
+        for kind, out in outputs.items():
+            with open(os.path.join(h.BUILDDIR, out)) as f:
+                texts[kind] = f.read()
+        for kind in ("sysv", "openrc", "systemd"):
+            with self.subTest(init=kind):
+                self.assertNotRegex(texts[kind], r"@[a-zA-Z_]+@")
+                self.assertIn(daemon, texts[kind])
+                self.assertIn(conf, texts[kind])
+        self.assertIn(pidfile, texts["sysv"])
+        log, _d, body = logrotate_snippet(texts["logrotate"])
+        self.assertEqual(postrotate_pidfile(body), pidfile)
+        self.assertEqual(log, v["localstatedir"] + "/log/mongo-azure-backup.log")
+        # The daemon's default log file, once it has one ([log] file).
+        with open(root + daemon, "rb") as f:
+            binary = f.read()
+        if b"/mongo-azure-backup.log\0" in binary:
+            self.assertTrue(binary_has_string(root + daemon, log),
+                            "the daemon's default [log] file is not %s" % log)
+        else:
+            sys.stderr.write("NOTE: the daemon has no default log file yet; %s not checked\n" % log)
 
 
 if __name__ == "__main__":
