@@ -5,6 +5,8 @@
  * PUT bodies go through CURLOPT_UPLOAD with a known length (no chunked
  * encoding, no form Content-Type), "Expect:" is suppressed, and no
  * Accept-Encoding is offered (a gzip blob must come back as stored).
+ * Each failed attempt is judged here: retried or final, its ERR_CLASS
+ * (azure_retry.c), and one line that says what to do about it.
  */
 #include "config.h"
 
@@ -516,6 +518,47 @@ static const char *origin_host(const struct azure_client *c)
 	return p ? p + 3 : c->origin;
 }
 
+/* For a failure that is about the settings rather than the moment: what
+ * went wrong, in words an operator acts on, around the endpoint's origin
+ * (scheme://host:port, which holds no secret).  false for the others. */
+static bool settings_problem(CURLcode result, const char *err_class, const char **pre,
+			     const char **post)
+{
+	*post = "";
+	if (strcmp(err_class, ERR_CLASS_UNREACHABLE) == 0) {
+		switch (result) {
+		case CURLE_COULDNT_CONNECT:
+			*pre = "nothing listens at ";
+			break;
+		case CURLE_COULDNT_RESOLVE_HOST:
+			*pre = "the host name of ";
+			*post = " does not resolve";
+			break;
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			*pre = "the proxy's host name (https_proxy, all_proxy) does not "
+			       "resolve, so nothing reaches ";
+			break;
+		default:
+			*pre = "no TLS handshake with ";
+			*post = " (is the scheme, https or http, right?)";
+			break;
+		}
+		return true;
+	}
+	if (strcmp(err_class, ERR_CLASS_CONFIG) == 0) {
+		if (result == CURLE_URL_MALFORMAT || result == CURLE_UNSUPPORTED_PROTOCOL) {
+			*pre = "the endpoint ";
+			*post = " cannot be used";
+		} else {
+			*pre = "the TLS certificate of ";
+			*post = " is not accepted: check the host name in BlobEndpoint and the "
+				"system's CA certificates";
+		}
+		return true;
+	}
+	return false;
+}
+
 static void describe_failure(struct azure_request *req, CURLcode result,
 			     struct azure_error *err, const char *azure_message)
 {
@@ -523,6 +566,9 @@ static void describe_failure(struct azure_request *req, CURLcode result,
 	char after[48] = "";
 	long status = req->resp.status;
 	const char *code = err->code;
+	const char *pre, *post;
+	bool settings = result != CURLE_OK &&
+			settings_problem(result, err->err_class, &pre, &post);
 
 	if (req->attempts > 1)
 		snprintf(after, sizeof(after), " (after %d attempts)", req->attempts);
@@ -532,6 +578,10 @@ static void describe_failure(struct azure_request *req, CURLcode result,
 			 req->what, req->sink != NULL ? "writing the data failed"
 						      : "cannot store the answer",
 			 strerror(req->sink_errno));
+	} else if (settings) {
+		snprintf(err->message, sizeof(err->message), "%s '%s': %s%s%s (%s)%s", req->op,
+			 req->what, pre, c->origin, post,
+			 req->errbuf[0] ? req->errbuf : curl_easy_strerror(result), after);
 	} else if (result != CURLE_OK) {
 		snprintf(err->message, sizeof(err->message), "%s '%s': %s: %s%s", req->op,
 			 req->what, origin_host(c),
@@ -543,6 +593,14 @@ static void describe_failure(struct azure_request *req, CURLcode result,
 			 "Azure refused the credentials (%ld %s) for %s '%s': check the "
 			 "account key / SAS (and its permissions) and the clock%s%s",
 			 status, *code ? code : "no code", req->op, req->what,
+			 *err->request_id ? "; request id " : "", err->request_id);
+	} else if (status == 404 && strcmp(code, "ContainerNotFound") == 0) {
+		/* With [azure] create_container = no nothing creates it for us;
+		 * Azure's own text would not say which container. */
+		snprintf(err->message, sizeof(err->message),
+			 "%s '%s': container '%s' does not exist at %s (HTTP 404 "
+			 "ContainerNotFound): create it, or set [azure] create_container = "
+			 "yes%s%s", req->op, req->what, c->container, origin_host(c),
 			 *err->request_id ? "; request id " : "", err->request_id);
 	} else {
 		snprintf(err->message, sizeof(err->message), "%s '%s': HTTP %ld%s%s%s%s%s%s",
@@ -569,6 +627,11 @@ enum azure_outcome azure_request_finish(struct azure_request *req, CURLcode resu
 	err->attempts = req->attempts;
 	err->sys_errno = req->sink_errno;
 	snprintf(err->request_id, sizeof(err->request_id), "%s", req->resp.request_id);
+	/* Judged before this attempt counts: a refusal now, after an answer
+	 * before, is an outage. */
+	bool answered_before = c->answered;
+	if (status > 0)
+		c->answered = true;
 
 	if (result == CURLE_OK && status >= 200 && status < 300) {
 		if (req->want_meta && req->resp.meta_failed) {
@@ -588,13 +651,14 @@ enum azure_outcome azure_request_finish(struct azure_request *req, CURLcode resu
 	} else {
 		retryable = azure_retry_transport(result) && req->sink_errno == 0;
 	}
-	err->err_class = azure_error_class(status, result);
+	err->err_class = azure_error_class(status, result, answered_before);
 	/* Bytes already handed to a sink cannot be taken back: the caller
 	 * resumes from where the sink got to. */
 	if (req->sink_bytes > 0)
 		retryable = false;
 
-	if (retryable && req->attempts <= c->retry.max_retries) {
+	int budget = azure_retry_budget(c->retry.max_retries, result, answered_before);
+	if (retryable && req->attempts <= budget) {
 		long delay = azure_retry_backoff_ms(&c->retry, req->attempts - 1,
 						    req->last_delay_ms, &c->rng);
 		if (req->resp.retry_after_ms >= 0)
@@ -605,11 +669,11 @@ enum azure_outcome azure_request_finish(struct azure_request *req, CURLcode resu
 			msg_warn("%s '%s': %s: %s; retry %d of %d in %.1f s", req->op, req->what,
 				 origin_host(c), req->errbuf[0] ? req->errbuf
 								: curl_easy_strerror(result),
-				 req->attempts, c->retry.max_retries, (double)delay / 1000);
+				 req->attempts, budget, (double)delay / 1000);
 		else
 			msg_warn("%s '%s': HTTP %ld%s%s; retry %d of %d in %.1f s", req->op,
 				 req->what, status, *err->code ? " " : "", err->code,
-				 req->attempts, c->retry.max_retries, (double)delay / 1000);
+				 req->attempts, budget, (double)delay / 1000);
 		return AZURE_RETRY;
 	}
 	describe_failure(req, result, err, azure_message);

@@ -53,6 +53,10 @@ struct azure_client {
 	CURLSH *share;            /* DNS and TLS sessions for every handle */
 	uint64_t rng;
 	char user_agent[64];
+	/* Some request of this client got an HTTP answer: from then on a
+	 * refused connection is an outage, before it a likely wrong endpoint
+	 * (azure_error_class). */
+	bool answered;
 };
 
 /* Receives a 2xx response body; 0 to continue, -1 to stop (errno kept). */

@@ -1,4 +1,5 @@
-/* azure_retry.c - retry classification, backoff and Retry-After parsing.
+/* azure_retry.c - retry classification, error classes, backoff and
+ * Retry-After parsing.
  *
  * Decorrelated jitter (delay = random in [base, 3 x previous], capped)
  * spreads the retries of several uploaders hitting the same throttled
@@ -57,6 +58,48 @@ bool azure_retry_transport(int curl_code)
 	default:
 		/* Certificate problems, bad URLs, our own callbacks failing:
 		 * another attempt would fail the same way. */
+		return false;
+	}
+}
+
+bool azure_never_connected(int curl_code)
+{
+	switch ((CURLcode)curl_code) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_SSL_CONNECT_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int azure_retry_budget(int max_retries, int curl_code, bool answered_before)
+{
+	if (!answered_before && azure_never_connected(curl_code) && max_retries > 1)
+		return 1;
+	return max_retries;
+}
+
+/* Failures that say the settings are wrong: the server's certificate is
+ * not trusted (wrong host name in BlobEndpoint, a CA bundle missing), or
+ * the URL itself is unusable.  Waiting for the breaker cannot mend them. */
+static bool config_failure(CURLcode code)
+{
+	switch (code) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return true;
+	default:
 		return false;
 	}
 }
@@ -136,7 +179,7 @@ long azure_retry_after_header_ms(const char *value, bool milliseconds, time_t no
 	return (long)(when - now) * 1000;
 }
 
-const char *azure_error_class(long status, int curl_code)
+const char *azure_error_class(long status, int curl_code, bool answered_before)
 {
 	/* A transfer that failed mid-way is about the transfer, whatever
 	 * status line came before the failure. */
@@ -147,6 +190,11 @@ const char *azure_error_class(long status, int curl_code)
 	case CURLE_ABORTED_BY_CALLBACK: case CURLE_FAILED_INIT:
 		return ERR_CLASS_LOCAL;
 	default:
+		if (config_failure((CURLcode)curl_code))
+			return ERR_CLASS_CONFIG;
+		/* A status line came: something answers there after all. */
+		if (azure_never_connected(curl_code) && !answered_before && status == 0)
+			return ERR_CLASS_UNREACHABLE;
 		return ERR_CLASS_TRANSPORT;
 	}
 	if (status == 401 || status == 403)

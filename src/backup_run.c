@@ -384,20 +384,58 @@ static bool export_retryable(const struct pipeline *pl)
 	return strcmp(pl->producer.error_class, ERR_CLASS_MONGO) == 0;
 }
 
-/* What an ended pipeline says about the storage, for the breaker. */
-static bool storage_transient_failure(const struct pipeline *pl)
+/* Whether any request of this run has reached the storage.  Claiming the
+ * set folder is the run's first storage request, so a committed claim, a
+ * folder found taken (409), or a claim attempt that was counted as a
+ * transient failure (a 5xx, or a connection that was made and then lost)
+ * all mean something answers at the endpoint. */
+static bool storage_answered(const struct backup_run *run)
 {
-	const char *class = pl->uploader.error_class;
+	return run->set_claimed || run->set_seq > 1 || run->manifest_failures > 0;
+}
 
+static bool uploader_failed_with(const struct pipeline *pl, const char *class)
+{
 	return pl->uploader.started && !side_succeeded(&pl->uploader) &&
-	       (strcmp(class, ERR_CLASS_SERVER) == 0 || strcmp(class, ERR_CLASS_TRANSPORT) == 0);
+	       strcmp(pl->uploader.error_class, class) == 0;
+}
+
+/* What an ended pipeline says about the storage: an outage, which the
+ * breaker paces and run_timeout bounds.  "unreachable" (nothing listened,
+ * the name did not resolve) is one only when the storage has answered this
+ * run before; otherwise the endpoint is most likely wrong (below). */
+static bool storage_transient_failure(const struct backup_run *run,
+				      const struct pipeline *pl)
+{
+	return uploader_failed_with(pl, ERR_CLASS_SERVER) ||
+	       uploader_failed_with(pl, ERR_CLASS_TRANSPORT) ||
+	       (uploader_failed_with(pl, ERR_CLASS_UNREACHABLE) && storage_answered(run));
+}
+
+/* A storage failure that no later attempt of this run can get past:
+ * refused credentials, a missing container (upload-blob's notfound; it
+ * creates the container itself when create_container = yes), settings no
+ * retry mends (an untrusted certificate), or an endpoint that never
+ * answered.  Returns advice to add to the child's message, or NULL. */
+static const char *storage_fatal_failure(const struct backup_run *run,
+					 const struct pipeline *pl)
+{
+	if (uploader_failed_with(pl, ERR_CLASS_AUTH) ||
+	    uploader_failed_with(pl, ERR_CLASS_NOTFOUND) ||
+	    uploader_failed_with(pl, ERR_CLASS_CONFIG))
+		return "";
+	if (uploader_failed_with(pl, ERR_CLASS_UNREACHABLE) && !storage_answered(run))
+		return "; no request of this run has reached the storage, so this is a "
+		       "wrong endpoint rather than an outage: check BlobEndpoint (or "
+		       "AccountName and EndpointSuffix) in the connection string";
+	return NULL;
 }
 
 static void tell_breaker(struct backup_run *run, const struct pipeline *pl)
 {
 	if (pipeline_succeeded(pl))
 		breaker_success(run->breaker);
-	else if (storage_transient_failure(pl))
+	else if (storage_transient_failure(run, pl))
 		breaker_failure(run->breaker, time(NULL));
 	else
 		breaker_release(run->breaker);
@@ -408,6 +446,37 @@ static int storage_retry_delay(int storage_failures)
 	int shift = storage_failures < 5 ? storage_failures : 5;
 
 	return 1 << shift;   /* 2, 4, ... 32 s; the breaker paces it further */
+}
+
+/* A storage failure no retry can mend ends the run now instead of at
+ * run_timeout: this collection fails with the cause, every collection
+ * still queued fails unattempted, and the cause is the run's.  Pipelines
+ * already running end by themselves (they meet the same refusal); nothing
+ * is cancelled, so whatever did commit stays committed and the final
+ * manifest says so. */
+static void fail_run_at_once(struct backup_run *run, struct collection_job *job,
+			     const char *cause)
+{
+	int unattempted = 0;
+
+	if (!run->failure[0])
+		snprintf(run->failure, sizeof(run->failure), "%s", cause);
+	job_fail(run, job, cause);
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct collection_job *other = &run->jobs[i];
+		if (other->state != JOB_QUEUED)
+			continue;
+		/* Not job_fail(): a job never started has no time to report. */
+		other->state = JOB_FAILED;
+		snprintf(other->error, sizeof(other->error), "%snot attempted: %s",
+			 other->data_done ? "its metadata blob was " : "", cause);
+		run->n_failed++;
+		unattempted++;
+	}
+	if (unattempted > 0)
+		msg_error("run %s: %d more collection%s not attempted: the storage will refuse "
+			  "them the same way", run->run_id, unattempted,
+			  unattempted == 1 ? "" : "s");
 }
 
 static void job_pipeline_over(struct backup_run *run, struct collection_job *job)
@@ -423,7 +492,14 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 			snprintf(why, sizeof(why), "%s", run->failure);
 		else
 			pipeline_failure(pl, "export-collection", why, sizeof(why));
-		if (!run->cancelled && storage_transient_failure(pl) &&
+		const char *advice = run->cancelled ? NULL : storage_fatal_failure(run, pl);
+		if (advice != NULL) {
+			char cause[sizeof(why) + 300];
+			snprintf(cause, sizeof(cause), "%s%s", why, advice);
+			fail_run_at_once(run, job, cause);
+			return;
+		}
+		if (!run->cancelled && storage_transient_failure(run, pl) &&
 		    strcmp(pl->producer.error_class, ERR_CLASS_MONGO) != 0) {
 			/* An outage delays the backup; only run_timeout ends it. */
 			int delay = storage_retry_delay(++job->storage_failures);
@@ -680,8 +756,11 @@ static void retention_over(struct backup_run *run)
 		msg_info("retention: %s", run->retention_summary);
 		return;
 	}
+	/* The run reached the storage before retention, so "unreachable" now
+	 * is an outage like the others. */
 	if (strcmp(p->error_class, ERR_CLASS_SERVER) == 0 ||
-	    strcmp(p->error_class, ERR_CLASS_TRANSPORT) == 0)
+	    strcmp(p->error_class, ERR_CLASS_TRANSPORT) == 0 ||
+	    strcmp(p->error_class, ERR_CLASS_UNREACHABLE) == 0)
 		breaker_failure(run->breaker, time(NULL));
 	else
 		breaker_release(run->breaker);
@@ -764,7 +843,7 @@ static enum manifest_progress manifest_step(struct backup_run *run, bool final)
 		pipeline_init(pl, run->manifest_blob);
 		return manifest_step(run, final);
 	}
-	if (!run->cancelled && storage_transient_failure(pl)) {
+	if (!run->cancelled && storage_transient_failure(run, pl)) {
 		int delay = storage_retry_delay(++run->manifest_failures);
 		msg_warn("%s: the storage failed (%s); trying again in %d s or when the "
 			 "breaker allows", run->manifest_blob, why, delay);
@@ -773,15 +852,19 @@ static enum manifest_progress manifest_step(struct backup_run *run, bool final)
 		pipeline_init(pl, run->manifest_blob);
 		return MANIFEST_PENDING;
 	}
+	const char *advice = storage_fatal_failure(run, pl);
 	if (run->cancelled)
 		;	/* the reason for the cancel says more than "aborted" */
+	else if (final && run->failure[0])
+		/* A storage failure already ended the run; that is its cause. */
+		msg_error("could not write the final %s: %s", run->manifest_blob, why);
 	else if (final)
 		snprintf(run->failure, sizeof(run->failure), "could not write the final %s: %s",
 			 run->manifest_blob, why);
 	else
 		snprintf(run->failure, sizeof(run->failure),
-			 "could not write %s, so no collection was exported: %s",
-			 run->manifest_blob, why);
+			 "could not write %s, so no collection was exported: %s%s",
+			 run->manifest_blob, why, advice ? advice : "");
 give_up_quietly:
 	run->manifest_failed = true;
 	if (final && run->cancelled)
@@ -1555,7 +1638,9 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 		n_collections = cfg->n_collections;
 	}
 	if (begin_collections(run, collections, n_collections) != 0) {
-		finish_run(run);
+		/* It may have ended (and said so) on its own already. */
+		if (run->phase != RUN_FINISHED)
+			finish_run(run);
 		return -1;
 	}
 	return 0;

@@ -47,6 +47,16 @@ enum child_exit {
 #define ERR_CLASS_LOCAL     "local"      /* our own side: memory, pipe, I/O */
 #define ERR_CLASS_ABORTED   "aborted"    /* told to abort, or peer went away */
 #define ERR_CLASS_EXISTS    "exists"     /* a create-only commit found the blob there */
+/* Storage failures no retry can mend, whatever the breaker says: the
+ * supervisor fails the whole run at once instead of waiting for
+ * run_timeout.  (auth and, from upload-blob, notfound - the container is
+ * missing - are treated the same way.) */
+#define ERR_CLASS_CONFIG    "config"     /* TLS verification, malformed URL: fix the settings */
+/* This process never reached the storage: the connection was refused, the
+ * host name did not resolve, or no TLS handshake came about.  Not retried
+ * by the helper.  The supervisor decides: an outage when an earlier
+ * request of the same run reached the storage, else a wrong endpoint. */
+#define ERR_CLASS_UNREACHABLE "unreachable"
 
 struct status_record {
 	char kind[16];

@@ -83,6 +83,22 @@ static int valid_host_chars(const char *s)
 	return 1;
 }
 
+/* A DNS name or an IPv4 address: letters, digits, '.', '-' and (docker
+ * names) '_', neither starting nor ending with '.' or '-', no empty label. */
+static int valid_host_name(const char *s, size_t len)
+{
+	if (len == 0 || len > 253 || s[0] == '.' || s[0] == '-' || s[len - 1] == '.' ||
+	    s[len - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-' && s[i] != '_')
+			return 0;
+		if (s[i] == '.' && s[i + 1] == '.')
+			return 0;
+	}
+	return 1;
+}
+
 /* Accepts scheme://host[:port][/path]; returns the normalised endpoint
  * (lowercase scheme, no trailing '/') or NULL with an error. */
 static char *parse_endpoint(const char *url, bool *http, char *err, size_t errlen)
@@ -106,9 +122,31 @@ static char *parse_endpoint(const char *url, bool *http, char *err, size_t errle
 			"without query, fragment or user");
 		return NULL;
 	}
-	size_t host_len = strcspn(rest, ":/");
-	if (host_len == 0) {
-		set_err(err, errlen, "BlobEndpoint has no host");
+	size_t host_len;
+	if (rest[0] == '[') {
+		/* An IPv6 literal: [2001:db8::1]. */
+		const char *close = strchr(rest, ']');
+		host_len = close ? (size_t)(close - rest) + 1 : 0;
+		if (host_len < 3 || strspn(rest + 1, "0123456789abcdefABCDEF:.") != host_len - 2) {
+			set_err(err, errlen, "BlobEndpoint has a bad IPv6 address");
+			return NULL;
+		}
+	} else {
+		host_len = strcspn(rest, ":/");
+		if (host_len == 0) {
+			set_err(err, errlen, "BlobEndpoint has no host");
+			return NULL;
+		}
+		/* libcurl would only refuse it at the first request, as a
+		 * transport error; say so now, at -t. */
+		if (!valid_host_name(rest, host_len)) {
+			set_err(err, errlen, "BlobEndpoint's host '%.*s' is not a host name (letters, "
+				"digits, '.', '-')", (int)(host_len > 80 ? 80 : host_len), rest);
+			return NULL;
+		}
+	}
+	if (rest[host_len] != '\0' && rest[host_len] != ':' && rest[host_len] != '/') {
+		set_err(err, errlen, "BlobEndpoint must be scheme://host[:port][/path]");
 		return NULL;
 	}
 	if (rest[host_len] == ':') {

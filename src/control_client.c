@@ -232,7 +232,8 @@ enum control_client_result control_request(const char *path, const char *command
 	}
 	fd = control_client_connect(path, timeout_ms, err, errlen);
 	if (fd < 0)
-		return CONTROL_CLIENT_UNREACHABLE;
+		return errno == EACCES || errno == EPERM ? CONTROL_CLIENT_FORBIDDEN
+							 : CONTROL_CLIENT_UNREACHABLE;
 	while (done < (size_t)n) {
 		ssize_t w = send(fd, line + done, (size_t)n - done, MSG_NOSIGNAL);
 		if (w < 0) {

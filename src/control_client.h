@@ -12,9 +12,12 @@
 
 enum control_client_result {
 	CONTROL_CLIENT_OK = 0,		/* a well-formed reply (OK or ERROR) */
-	CONTROL_CLIENT_UNREACHABLE,	/* no daemon, no permission, or it went
-					 * away or fell silent before replying */
+	CONTROL_CLIENT_UNREACHABLE,	/* no daemon, or it went away or fell
+					 * silent before replying */
 	CONTROL_CLIENT_BAD_REPLY,	/* it answered outside the protocol */
+	CONTROL_CLIENT_FORBIDDEN,	/* the socket's permissions refused us
+					 * (EACCES, EPERM): a daemon may well be
+					 * there, we may not talk to it */
 };
 
 struct control_reply {
@@ -33,7 +36,8 @@ int control_client_connect(const char *path, int timeout_ms, char *err, size_t e
 /* Sends "command\n" and reads the reply until the daemon closes the
  * connection, all within timeout_ms.  On CONTROL_CLIENT_OK the reply is
  * filled and must be released with control_reply_free(); otherwise err
- * says what went wrong. */
+ * says what went wrong.  (The daemon's own refusal of a command is an OK
+ * result with reply code 403.) */
 enum control_client_result control_request(const char *path, const char *command,
 					   int timeout_ms, struct control_reply *reply,
 					   char *err, size_t errlen);

@@ -214,6 +214,7 @@ static void run_finished(struct daemon *d)
 	save_state(d);
 	write_metrics_textfile(d);
 	run_hook(d, run, result);
+	d->once_exit = backup_run_exit_code(run);
 	backup_run_free(run);
 	d->run_active = false;
 	if (d->retired_cfg != NULL) {
@@ -266,7 +267,10 @@ static void reload(struct daemon *d)
 	struct cron_expr expr;
 	char err[256];
 
+	d->last_reload_at = time(NULL);
+	d->last_reload_ok = false;
 	if (fresh == NULL) {
+		snprintf(d->last_reload_message, sizeof(d->last_reload_message), "out of memory");
 		msg_error("reload: out of memory; keeping the previous configuration");
 		return;
 	}
@@ -274,8 +278,10 @@ static void reload(struct daemon *d)
 	if (problems == 0 && cron_parse(fresh->cron, &expr, err, sizeof(err)) != 0)
 		problems = 1, msg_error("reload: cron: %s", err);
 	if (problems != 0) {
-		msg_error("reload: %s has %d problem%s; keeping the previous configuration",
-			  d->conf_path, problems, problems == 1 ? "" : "s");
+		snprintf(d->last_reload_message, sizeof(d->last_reload_message),
+			 "%s has %d problem%s (see the log); keeping the previous configuration",
+			 d->conf_path, problems, problems == 1 ? "" : "s");
+		msg_error("reload: %s", d->last_reload_message);
 		config_free(fresh);
 		free(fresh);
 		return;
@@ -284,9 +290,11 @@ static void reload(struct daemon *d)
 	    strcmp(fresh->pid_file, d->cfg->pid_file) != 0 ||
 	    strcmp(fresh->state_dir, d->cfg->state_dir) != 0 ||
 	    strcmp(fresh->user, d->cfg->user) != 0 ||
-	    strcmp(fresh->control_group, d->cfg->control_group) != 0)
-		msg_warn("reload: changes to [control], [daemon] and [state] take effect at "
-			 "the next restart");
+	    strcmp(fresh->control_group, d->cfg->control_group) != 0 ||
+	    fresh->log_target != d->cfg->log_target ||
+	    strcmp(fresh->log_file, d->cfg->log_file) != 0)
+		msg_warn("reload: changes to [control], [daemon], [state] and [log] target and "
+			 "file take effect at the next restart");
 	/* A run keeps the configuration it started with. */
 	if (d->run_active && d->run.cfg == d->cfg) {
 		d->retired_cfg = d->cfg;
@@ -300,6 +308,9 @@ static void reload(struct daemon *d)
 	d->breaker.open_seconds = fresh->open_seconds;
 	log_set_level(fresh->log_level);
 	schedule_next(d, time(NULL));
+	d->last_reload_ok = true;
+	snprintf(d->last_reload_message, sizeof(d->last_reload_message),
+		 "configuration re-read; schedule '%s' (%s)", fresh->cron, fresh->timezone);
 	msg_info("reload: configuration %s re-read; schedule '%s' (%s)", d->conf_path,
 		 fresh->cron, fresh->timezone);
 }
@@ -480,6 +491,7 @@ static int open_signals(struct daemon *d, char *err, size_t errlen)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) {
 		snprintf(err, errlen, "sigprocmask: %s", strerror(errno));
 		return -1;
@@ -550,9 +562,6 @@ static int service_init(struct daemon *d, char *err, size_t errlen)
 				  errlen);
 	if (d->control == NULL)
 		return -1;
-	if (d->run_as.active)
-		msg_info("helpers and hooks run as user '%s' (uid %ld); the supervisor keeps "
-			 "uid %ld", d->run_as.name, (long)d->run_as.uid, (long)geteuid());
 	if (open_signals(d, err, errlen) != 0)
 		return -1;
 	return 0;
@@ -600,6 +609,15 @@ static void handle_signals(struct daemon *d)
 			msg_notice("SIGHUP: re-reading %s", d->conf_path);
 			reload(d);
 			break;
+		case SIGUSR1: {
+			/* logrotate moved the file away: write to a new one. */
+			char err[512];
+			if (log_reopen(err, sizeof(err)) != 0)
+				msg_error("SIGUSR1: %s; still writing to the old file", err);
+			else
+				msg_info("SIGUSR1: log file reopened");
+			break;
+		}
 		case SIGCHLD:
 			break;
 		}
@@ -636,8 +654,9 @@ static int loop(struct daemon *d)
 		double mono = monotonic_seconds();
 		for (size_t i = 0; i < HOOK_MAX; i++)
 			hook_check(&d->hooks[i], mono);
-		if (d->stopping && !d->run_active) {
-			/* Hooks get a short grace to deliver their news, then go
+		if ((d->stopping || d->once) && !d->run_active) {
+			/* Hooks get a short grace to deliver their news when we
+			 * are stopped (their whole timeout after --once), then go
 			 * with their process groups: nothing outlives the daemon. */
 			bool hooks_running = false;
 			for (size_t i = 0; i < HOOK_MAX; i++) {
@@ -645,11 +664,11 @@ static int loop(struct daemon *d)
 				if (h->pid <= 0)
 					continue;
 				hooks_running = true;
-				if (h->deadline > mono + HOOK_EXIT_GRACE_SECONDS)
+				if (d->stopping && h->deadline > mono + HOOK_EXIT_GRACE_SECONDS)
 					h->deadline = mono + HOOK_EXIT_GRACE_SECONDS;
 			}
 			if (!hooks_running)
-				return 0;
+				return d->once ? d->once_exit : 0;
 		}
 
 		int timeout = -1;
@@ -686,6 +705,62 @@ static int loop(struct daemon *d)
 	}
 }
 
+int daemon_log_open(const struct mab_config *cfg, bool background, char *err,
+		    size_t errlen)
+{
+	int target = cfg->log_target;
+	char dir[PATH_MAX];
+	bool created;
+
+	if (target < 0) {
+		/* auto: in the foreground (OpenRC's supervise-daemon, systemd,
+		 * a terminal, --once from cron) stderr has a reader; in the
+		 * background syslog, if one listens (Debian 12 installs none),
+		 * else our own file. */
+		if (!background)
+			target = LOG_TARGET_STDERR;
+		else
+			target = log_syslog_listening() ? LOG_TARGET_SYSLOG : LOG_TARGET_FILE;
+	}
+	switch ((enum log_target)target) {
+	case LOG_TARGET_SYSLOG:
+		log_open("mongo-azure-backupd", LOG_TARGET_SYSLOG, cfg->log_level);
+		/* The helpers' stderr is /dev/null in the background. */
+		if (setenv(LOG_TARGET_ENV, "syslog", 1) != 0) {
+			snprintf(err, errlen, "setenv: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	case LOG_TARGET_FILE:
+		parent_dir(cfg->log_file, dir, sizeof(dir));
+		if (make_dir(dir, 0755, &created, err, errlen) != 0)
+			return -1;
+		unsetenv(LOG_TARGET_ENV);
+		return log_open_file("mongo-azure-backupd", cfg->log_file, cfg->log_level, err,
+				     errlen);
+	case LOG_TARGET_STDERR:
+		break;
+	}
+	unsetenv(LOG_TARGET_ENV);
+	log_open("mongo-azure-backupd", LOG_TARGET_STDERR, cfg->log_level);
+	return 0;
+}
+
+/* VmHWM, not ru_maxrss: the latter inherits the high-water mark of
+ * whatever process exec'd us.  (bench/bench.py reads this line.) */
+static void log_peak_rss(void)
+{
+	FILE *status = fopen("/proc/self/status", "re");
+	char line[128];
+	long kib;
+
+	while (status != NULL && fgets(line, sizeof(line), status) != NULL)
+		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+			msg_debug("mongo-azure-backupd: peak RSS %ld KiB", kib);
+	if (status != NULL)
+		fclose(status);
+}
+
 static void detach_stdio(void)
 {
 	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -719,7 +794,7 @@ static int wait_for_ready(int fd, pid_t child)
 	return 1;
 }
 
-int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground)
+int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground, bool once)
 {
 	struct daemon d;
 	char err[1024];
@@ -732,7 +807,10 @@ int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground)
 	d.cfg = cfg;
 	d.pid_fd = -1;
 	d.signal_fd = -1;
-	d.foreground = foreground;
+	d.once = once;
+	d.once_exit = 1;
+	d.foreground = foreground || once;
+	foreground = d.foreground;
 	d.started = time(NULL);
 
 	if (!foreground) {
@@ -771,10 +849,11 @@ int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground)
 		goto out;
 	}
 	if (ready_fd >= 0) {
-		enum log_target target = d.cfg->log_target >= 0 ?
-					 (enum log_target)d.cfg->log_target : LOG_TARGET_SYSLOG;
-		log_open("mongo-azure-backupd", target, d.cfg->log_level);
 		detach_stdio();
+		if (daemon_log_open(d.cfg, true, err, sizeof(err)) != 0) {
+			dprintf(ready_fd, "%s", err);
+			goto out;
+		}
 		if (xwrite_all(ready_fd, "ready", 5) != 0)
 			msg_warn("could not tell the starting process that we are ready");
 		close(ready_fd);
@@ -783,8 +862,20 @@ int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground)
 	msg_info("mongo-azure-backupd %s started (pid %ld), schedule '%s' (%s), control "
 		 "socket %s", PACKAGE_VERSION, (long)getpid(), d.cfg->cron, d.cfg->timezone,
 		 d.cfg->control_socket);
+	if (d.run_as.active)
+		msg_info("helpers and hooks run as user '%s' (uid %ld); the supervisor keeps "
+			 "uid %ld", d.run_as.name, (long)d.run_as.uid, (long)geteuid());
 
 	time_t now = time(NULL);
+	if (once) {
+		/* One run as the schedule would make it: the same state, hooks
+		 * and metrics, and the same lock, so it never runs beside the
+		 * service.  No schedule, no catch-up. */
+		start_run(&d, "--once", err, sizeof(err));
+		r = loop(&d);
+		log_peak_rss();
+		goto out;
+	}
 	schedule_next(&d, now);
 	if (should_catch_up(&d, now)) {
 		char why[256];

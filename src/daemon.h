@@ -35,10 +35,23 @@ struct daemon {
 	bool stopping;
 	struct hook hooks[HOOK_MAX];
 	struct run_as run_as;            /* [daemon] user: who the children run as */
+	bool once;                       /* --once: one run, then exit with its code */
+	int once_exit;
+	time_t last_reload_at;           /* 0: no reload since the start */
+	bool last_reload_ok;
+	char last_reload_message[512];
 };
 
-/* Runs the service; takes ownership of cfg.  Returns the exit code. */
-int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground);
+/* Where the daemon logs: [log] target, with auto meaning stderr in the
+ * foreground and, in the background, syslog when it listens, else [log]
+ * file.  0, or -1 with err. */
+int daemon_log_open(const struct mab_config *cfg, bool background, char *err,
+		    size_t errlen);
+
+/* Runs the service; takes ownership of cfg.  Returns the exit code.  With
+ * once, one run now in the foreground, then the exit code of that run
+ * (backup_run_exit_code). */
+int daemon_main(const char *conf_path, struct mab_config *cfg, bool foreground, bool once);
 
 /* daemon_status.c: what the control socket serves. */
 char *daemon_status_json(struct daemon *d);

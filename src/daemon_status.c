@@ -11,6 +11,7 @@
 
 #include "cron_tz.h"
 #include "daemon.h"
+#include "log.h"
 
 void format_utc(time_t t, char *out, size_t len)
 {
@@ -169,6 +170,38 @@ static void append_current_run(bson_t *doc, const struct daemon *d)
 	bson_append_document_end(doc, &cur);
 }
 
+/* What an operator asks after a reload or when something looks wrong: the
+ * reload's verdict and the last warning or error, without reading logs. */
+static void append_operations(bson_t *doc, const struct daemon *d)
+{
+	bson_t sub;
+	char stamp[40];
+	time_t at;
+	int priority;
+	const char *problem = log_last_problem(&at, &priority);
+
+	if (d->last_reload_at > 0) {
+		BSON_APPEND_DOCUMENT_BEGIN(doc, "last_reload", &sub);
+		format_utc(d->last_reload_at, stamp, sizeof(stamp));
+		BSON_APPEND_UTF8(&sub, "at", stamp);
+		BSON_APPEND_UTF8(&sub, "result", d->last_reload_ok ? "ok" : "failed");
+		BSON_APPEND_UTF8(&sub, "message", d->last_reload_message);
+		bson_append_document_end(doc, &sub);
+	} else {
+		BSON_APPEND_NULL(doc, "last_reload");
+	}
+	if (problem[0] != '\0') {
+		BSON_APPEND_DOCUMENT_BEGIN(doc, "last_problem", &sub);
+		format_utc(at, stamp, sizeof(stamp));
+		BSON_APPEND_UTF8(&sub, "at", stamp);
+		BSON_APPEND_UTF8(&sub, "level", priority <= LOG_ERR ? "error" : "warning");
+		BSON_APPEND_UTF8(&sub, "message", problem);
+		bson_append_document_end(doc, &sub);
+	} else {
+		BSON_APPEND_NULL(doc, "last_problem");
+	}
+}
+
 char *daemon_status_json(struct daemon *d)
 {
 	bson_t doc = BSON_INITIALIZER, breaker, runs, last;
@@ -198,6 +231,7 @@ char *daemon_status_json(struct daemon *d)
 		BSON_APPEND_INT32(&breaker, "retry_in_seconds", wait);
 	}
 	bson_append_document_end(&doc, &breaker);
+	append_operations(&doc, d);
 	if (d->state.last_complete_set[0]) {
 		BSON_APPEND_DOCUMENT_BEGIN(&doc, "last_complete_set", &last);
 		BSON_APPEND_UTF8(&last, "set", d->state.last_complete_set);

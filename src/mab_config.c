@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -113,6 +114,8 @@ static const struct key_spec key_table[] = {
 
 	{ "log", "level", KEY_LOG_LEVEL, F(log_level), 0, 0, "info", false },
 	{ "log", "target", KEY_LOG_TARGET, F(log_target), 0, 0, "auto", false },
+	{ "log", "file", KEY_NAME, F(log_file), 0, 0,
+	  LOCALSTATEDIR "/log/mongo-azure-backup.log", false },
 
 	{ "notify", "on_success", KEY_STRING, F(on_success), 0, 0, "", false },
 	{ "notify", "on_failure", KEY_STRING, F(on_failure), 0, 0, "", false },
@@ -124,6 +127,7 @@ static const struct key_spec key_table[] = {
 };
 
 #define N_KEYS (sizeof(key_table) / sizeof(key_table[0]))
+_Static_assert(N_KEYS <= MAB_CONFIG_MAX_KEYS, "raise MAB_CONFIG_MAX_KEYS in mab_config.h");
 
 struct parse_state {
 	struct mab_config *cfg;
@@ -402,10 +406,12 @@ static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 			n = LOG_TARGET_SYSLOG;
 		else if (strcasecmp(value, "stderr") == 0)
 			n = LOG_TARGET_STDERR;
+		else if (strcasecmp(value, "file") == 0)
+			n = LOG_TARGET_FILE;
 		else if (strcasecmp(value, "auto") == 0)
 			n = -1;
 		else {
-			report(ps, line, "target: '%s' is not syslog, stderr or auto", value);
+			report(ps, line, "target: '%s' is not auto, syslog, stderr or file", value);
 			return -1;
 		}
 		*(int *)(base + spec->offset) = n;
@@ -723,6 +729,8 @@ int config_load(const char *path, struct mab_config *cfg,
 	}
 	free(ps.physical);
 	apply_all(&ps);
+	for (size_t i = 0; i < N_KEYS; i++)
+		cfg->key_lines[i] = ps.seen[i] ? ps.seen_line[i] : 0;
 	if (rc > 0) {
 		/* inih found a line that is neither a section, a key nor a comment. */
 		report(&ps, rc, "syntax error: expected [section] or key = value");
@@ -752,9 +760,57 @@ void config_free(struct mab_config *cfg)
 	cfg->text_len = 0;
 }
 
-/* Reads a secret file, refusing one that others could read: a leaked key
- * is worse than a failed backup. */
-static char *read_secret_file(const char *path, const char *what, char *err, size_t errlen)
+int config_key_line(const struct mab_config *cfg, const char *section, const char *name)
+{
+	size_t index;
+
+	if (find_key(section, name, &index) == NULL)
+		return 0;
+	return cfg->key_lines[index];
+}
+
+/* The uid of [daemon] user, who may own the secret files it reads;
+ * (uid_t)-1 when there is none (or it does not exist, which -t and the
+ * daemon report on their own). */
+static uid_t daemon_uid(const char *user)
+{
+	struct passwd pw, *found = NULL;
+	char buf[4096];
+
+	if (user == NULL || *user == '\0' ||
+	    getpwnam_r(user, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
+		return (uid_t)-1;
+	return pw.pw_uid;
+}
+
+/* Why a secret file may not be trusted, or NULL.  Readable by others, the
+ * secret leaks: a leaked key is worse than a failed backup.  Owned by a
+ * user other than root, us or [daemon] user, that user can swap in an
+ * account of theirs and receive the database's backups. */
+static const char *secret_file_problem(const struct stat *st, uid_t daemon_user, char *buf,
+				       size_t len)
+{
+	if (!S_ISREG(st->st_mode))
+		return "not a regular file";
+	if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(buf, len, "%s group or others (mode %04o); run chmod 600 on it",
+			 st->st_mode & (S_IRGRP | S_IROTH) ? "readable by" : "open to",
+			 (unsigned)(st->st_mode & 07777));
+		return buf;
+	}
+	if (st->st_uid != 0 && st->st_uid != geteuid() && st->st_uid != daemon_user) {
+		snprintf(buf, len, "owned by uid %u, neither root nor this user (uid %u) nor "
+			 "[daemon] user, and its owner could change it; run chown root on it",
+			 (unsigned)st->st_uid, (unsigned)geteuid());
+		return buf;
+	}
+	return NULL;
+}
+
+/* Reads a secret file, refusing one that others could read or change
+ * (secret_file_problem). */
+static char *read_secret_file(const char *path, const char *what, const char *user,
+			      char *err, size_t errlen)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -770,13 +826,10 @@ static char *read_secret_file(const char *path, const char *what, char *err, siz
 		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
 		goto fail;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s %s: not a regular file", what, path);
-		goto fail;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(err, errlen, "%s %s: readable by group or others (mode %03o); "
-			 "run chmod 600 on it", what, path, (unsigned)(st.st_mode & 0777));
+	char why[200];
+	const char *problem = secret_file_problem(&st, daemon_uid(user), why, sizeof(why));
+	if (problem != NULL) {
+		snprintf(err, errlen, "%s %s: %s", what, path, problem);
 		goto fail;
 	}
 	if (st.st_size > 64 * 1024) {
@@ -814,7 +867,7 @@ fail:
 }
 
 static char *secret_from(const char *inline_value, const char *file, const char *env,
-			 const char *what, char *err, size_t errlen)
+			 const char *what, const char *user, char *err, size_t errlen)
 {
 	char *out;
 
@@ -825,7 +878,7 @@ static char *secret_from(const char *inline_value, const char *file, const char 
 		return out;
 	}
 	if (*file != '\0')
-		return read_secret_file(file, what, err, errlen);
+		return read_secret_file(file, what, user, err, errlen);
 	const char *from_env = getenv(env);
 	if (from_env != NULL && *from_env != '\0') {
 		out = strdup(from_env);
@@ -847,7 +900,7 @@ char *config_connection_string(const struct mab_config *cfg, char *err, size_t e
 		return given;
 	return secret_from(cfg->connection_string, cfg->connection_string_file,
 			   "AZURE_STORAGE_CONNECTION_STRING", "Azure connection string",
-			   err, errlen);
+			   cfg->user, err, errlen);
 }
 
 char *config_mongo_uri(const struct mab_config *cfg, char *err, size_t errlen)
@@ -857,10 +910,209 @@ char *config_mongo_uri(const struct mab_config *cfg, char *err, size_t errlen)
 	if (given != NULL)
 		return given;
 	char *uri = secret_from(cfg->mongo_uri, cfg->mongo_uri_file, "MONGODB_URI",
-				"MongoDB URI", err, errlen);
+				"MongoDB URI", cfg->user, err, errlen);
 	if (uri == NULL && *cfg->mongo_uri_file == '\0' && getenv("MONGODB_URI") == NULL) {
 		/* No URI anywhere: the local server, as mongodump assumes. */
 		uri = strdup("mongodb://127.0.0.1:27017/");
 	}
 	return uri;
+}
+
+/* ---- config_check: what -t checks around the file ---------------------- */
+
+struct check_state {
+	const struct mab_config *cfg;
+	config_report_fn report;
+	void *ctx;
+	int problems;
+};
+
+static void check_report(struct check_state *cs, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void check_report(struct check_state *cs, int line, const char *fmt, ...)
+{
+	char text[1024];
+	char msg[1400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	snprintf(msg, sizeof(msg), "%s:%d: %s", cs->cfg->path, line, text);
+	cs->problems++;
+	if (cs->report != NULL)
+		cs->report(cs->ctx, msg);
+}
+
+/* AccountKey or SharedAccessSignature among the connection string's
+ * Name=Value parts (names are case-insensitive, as connstr.c reads them). */
+static bool connstr_holds_secret(const char *text)
+{
+	static const char *const names[] = { "AccountKey", "SharedAccessSignature" };
+
+	for (const char *p = text; *p != '\0';) {
+		size_t len = strcspn(p, ";");
+		const char *eq = memchr(p, '=', len);
+		if (eq != NULL) {
+			const char *name = p;
+			size_t name_len = (size_t)(eq - p);
+			while (name_len > 0 && isspace((unsigned char)*name)) {
+				name++;
+				name_len--;
+			}
+			while (name_len > 0 && isspace((unsigned char)name[name_len - 1]))
+				name_len--;
+			for (size_t i = 0; i < 2; i++)
+				if (strlen(names[i]) == name_len &&
+				    strncasecmp(names[i], name, name_len) == 0)
+					return true;
+		}
+		p += len;
+		if (*p == ';')
+			p++;
+	}
+	return false;
+}
+
+/* A password in scheme://user:password@hosts/...: the user information is
+ * everything before the last '@' of the authority (libmongoc wants '@' and
+ * '/' in a password percent-encoded). */
+static bool uri_holds_password(const char *uri)
+{
+	const char *p = strstr(uri, "://");
+	const char *at = NULL;
+
+	if (p == NULL)
+		return false;
+	p += 3;
+	for (const char *q = p; *q != '\0' && *q != '/'; q++)
+		if (*q == '@')
+			at = q;
+	if (at == NULL)
+		return false;
+	const char *colon = memchr(p, ':', (size_t)(at - p));
+	return colon != NULL && colon + 1 < at;
+}
+
+static void check_config_file(struct check_state *cs)
+{
+	const struct mab_config *cfg = cs->cfg;
+	const char *path = cfg->path;
+	struct stat st;
+	unsigned mode;
+
+	if (stat(path, &st) != 0) {
+		check_report(cs, 0, "cannot check its permissions: %s", strerror(errno));
+		return;
+	}
+	mode = (unsigned)(st.st_mode & 07777);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		check_report(cs, 0, "writable by group or others (mode %04o): its hooks run as "
+			     "the daemon and it decides where the backups go; run chmod go-w %s",
+			     mode, path);
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		check_report(cs, 0, "owned by uid %u, neither root nor this user (uid %u), who "
+			     "can change the hooks the daemon runs; run chown root %s",
+			     (unsigned)st.st_uid, (unsigned)geteuid(), path);
+	if (!(st.st_mode & (S_IRGRP | S_IROTH)))
+		return;
+	/* [mongodb] comes before [azure] in the sample file: file order. */
+	if (uri_holds_password(cfg->mongo_uri))
+		check_report(cs, config_key_line(cfg, "mongodb", "uri"),
+			     "uri holds a password, but the file is readable by group or others "
+			     "(mode %04o); run chmod 600 %s, or move the URI to a uri_file of "
+			     "mode 0600", mode, path);
+	if (connstr_holds_secret(cfg->connection_string))
+		check_report(cs, config_key_line(cfg, "azure", "connection_string"),
+			     "connection_string holds the account key or SAS, but the file is "
+			     "readable by group or others (mode %04o); run chmod 600 %s, or move "
+			     "the connection string to a connection_string_file of mode 0600",
+			     mode, path);
+}
+
+/* The line to blame for a secret: its file's key, else the inline key. */
+static int secret_line(const struct mab_config *cfg, const char *section,
+		       const char *inline_key, const char *file_key)
+{
+	int line = config_key_line(cfg, section, file_key);
+
+	return line > 0 ? line : config_key_line(cfg, section, inline_key);
+}
+
+static void check_secrets(struct check_state *cs)
+{
+	const struct mab_config *cfg = cs->cfg;
+	char err[512];
+	char *secret;
+
+	secret = config_connection_string(cfg, err, sizeof(err));
+	if (secret == NULL) {
+		check_report(cs, secret_line(cfg, "azure", "connection_string",
+					     "connection_string_file"), "%s", err);
+	} else {
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+	secret = config_mongo_uri(cfg, err, sizeof(err));
+	if (secret == NULL) {
+		check_report(cs, secret_line(cfg, "mongodb", "uri", "uri_file"), "%s", err);
+	} else {
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+}
+
+/* The daemon replaces the textfile with write-temp-and-rename, so it is
+ * the directory that must be writable; the service runs in /. */
+static void check_metrics_textfile(struct check_state *cs)
+{
+	const char *path = cs->cfg->metrics_textfile;
+	int line = config_key_line(cs->cfg, "metrics", "textfile");
+	char dir[PATH_MAX];
+	struct stat st;
+
+	if (*path == '\0')
+		return;
+	if (path[0] != '/') {
+		check_report(cs, line, "textfile: '%s' is not an absolute path (the service "
+			     "runs in /)", path);
+		return;
+	}
+	const char *slash = strrchr(path, '/');
+	size_t len = slash == path ? 1 : (size_t)(slash - path);
+	if (slash[1] == '\0' || len >= sizeof(dir)) {
+		check_report(cs, line, "textfile: '%s' does not name a file", path);
+		return;
+	}
+	memcpy(dir, path, len);
+	dir[len] = '\0';
+	if (stat(dir, &st) != 0) {
+		check_report(cs, line, "textfile: directory %s: %s%s", dir, strerror(errno),
+			     errno == ENOENT ? " (create it, e.g. node_exporter's "
+					       "textfile collector directory)" : "");
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		check_report(cs, line, "textfile: %s is not a directory", dir);
+		return;
+	}
+	/* Effective ids: -t is often run through sudo. */
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
+		check_report(cs, line, "textfile: directory %s is not writable by uid %u: %s",
+			     dir, (unsigned)geteuid(), strerror(errno));
+		return;
+	}
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		check_report(cs, line, "textfile: %s exists and is not a regular file", path);
+}
+
+int config_check(const struct mab_config *cfg, config_report_fn report_fn, void *ctx)
+{
+	struct check_state cs = { .cfg = cfg, .report = report_fn, .ctx = ctx };
+
+	check_config_file(&cs);
+	check_secrets(&cs);
+	check_metrics_textfile(&cs);
+	return cs.problems;
 }

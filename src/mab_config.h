@@ -3,7 +3,9 @@
  *
  * Every problem is reported as "FILE:LINE: message" through a callback, so
  * `mongo-azure-backupd -t` can print all of them and the daemon can refuse a
- * bad reload while keeping the old configuration.
+ * bad reload while keeping the old configuration.  config_check() adds what
+ * -t checks about the file's surroundings: permissions, the secrets, the
+ * metrics directory.
  */
 #ifndef MAB_CONFIG_H
 #define MAB_CONFIG_H
@@ -11,6 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Room for the line numbers of every key (mab_config.c checks the fit). */
+#define MAB_CONFIG_MAX_KEYS 96
 
 struct mab_config {
 	char *path;
@@ -73,6 +78,7 @@ struct mab_config {
 	/* [log] */
 	int log_level;                 /* syslog priority */
 	int log_target;                /* LOG_TARGET_*, or -1 for auto */
+	char *log_file;                /* [log] file, for target file (and auto) */
 
 	/* [notify] */
 	char *on_success;
@@ -84,6 +90,10 @@ struct mab_config {
 
 	/* [verify] */
 	bool verify_after_backup;
+
+	/* The line each key was set on (0: not in the file), in the order of
+	 * mab_config.c's key table; read it with config_key_line(). */
+	int key_lines[MAB_CONFIG_MAX_KEYS];
 };
 
 /* Called once per problem with "FILE:LINE: message" (LINE 0: whole file). */
@@ -96,8 +106,30 @@ int config_load(const char *path, struct mab_config *cfg,
 void config_defaults(struct mab_config *cfg);
 void config_free(struct mab_config *cfg);
 
+/* The line of [section] name in the file cfg was loaded from; 0 when the
+ * key was not set there (its default applies) or is unknown. */
+int config_key_line(const struct mab_config *cfg, const char *section, const char *name);
+
+/* What `mongo-azure-backupd -t` checks beyond the syntax, on this machine
+ * and without the network (the URI and the connection string are checked
+ * by the helpers that use them):
+ *   - the file is not writable by group or others, nor owned by a user
+ *     other than root or us: its hooks run as the daemon, and it decides
+ *     where the backups go;
+ *   - a secret written in it (AccountKey or SharedAccessSignature in
+ *     connection_string, a password in uri) is not readable by others;
+ *   - the secrets can be read: connection_string_file and uri_file are
+ *     regular files, private (no group or other bits) and owned by root,
+ *     us or [daemon] user (the rules config_connection_string() applies);
+ *   - [metrics] textfile is an absolute path in a writable directory.
+ * Each problem goes to report as "FILE:LINE: message" saying what to do;
+ * returns their number.  For a file an operator names, not for the
+ * supervisor's sealed copy of it (a memfd's mode says nothing). */
+int config_check(const struct mab_config *cfg, config_report_fn report, void *ctx);
+
 /* The connection string, from connection_string or connection_string_file
- * (refused when group/world readable), or the environment variable
+ * (refused when group/world readable, or owned by a user other than root,
+ * us or [daemon] user), or the environment variable
  * AZURE_STORAGE_CONNECTION_STRING when the config has neither.  Returns a
  * malloc'd string or NULL with a message (never containing the secret) in err. */
 char *config_connection_string(const struct mab_config *cfg, char *err, size_t errlen);

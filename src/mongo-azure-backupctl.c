@@ -8,7 +8,9 @@
  * read it (mode 0600), so an unreadable default file means the compiled-in
  * defaults.  Exit codes: 0
  * done, 1 the operation (or the awaited run) failed, 2 usage or
- * configuration, 3 no daemon to talk to.
+ * configuration, 3 no daemon to talk to, 4 not permitted (the socket's
+ * permissions, or the daemon's 403 for the command): a script can tell
+ * "ask an administrator" from "the daemon is down".
  */
 #include "config.h"
 
@@ -35,7 +37,10 @@
 
 #define PROG "mongo-azure-backupctl"
 
-enum exit_code { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+enum exit_code {
+	EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3,
+	EXIT_FORBIDDEN = 4,
+};
 
 #define REQUEST_TIMEOUT_MS 10000
 #define WAIT_POLL_MS 500
@@ -81,7 +86,7 @@ static void usage(FILE *fp)
 		"  -h, --help           this text\n"
 		"      --version        print the version and exit\n\n"
 		"Exit status: 0 done, 1 failed, 2 usage or configuration error,\n"
-		"3 the daemon is not reachable.\n",
+		"3 the daemon is not reachable, 4 not permitted.\n",
 		MAB_DEFAULT_CONFIG);
 }
 
@@ -174,6 +179,9 @@ static int ask(const struct ctl *c, const char *command, struct control_reply *r
 	case CONTROL_CLIENT_UNREACHABLE:
 		fprintf(stderr, PROG ": %s\n", err);
 		return EXIT_UNREACHABLE;
+	case CONTROL_CLIENT_FORBIDDEN:
+		fprintf(stderr, PROG ": %s\n", err);
+		return EXIT_FORBIDDEN;
 	default:
 		fprintf(stderr, PROG ": %s\n", err);
 		return EXIT_FAILED;
@@ -188,7 +196,9 @@ static int report_error_reply(const char *command, const struct control_reply *r
 
 	fprintf(stderr, PROG ": %s: %s (%d)\n", command, clean(reply->message, msg, sizeof(msg)),
 		reply->code);
-	return EXIT_FAILED;
+	/* The daemon refused the command to this user (control.c's
+	 * permission table). */
+	return reply->code == 403 ? EXIT_FORBIDDEN : EXIT_FAILED;
 }
 
 static void print_body(const struct control_reply *reply)
@@ -492,7 +502,7 @@ static void print_last_run(const bson_t *run)
 
 static void print_status(const bson_t *doc)
 {
-	char a[128], b[128], c[128], d[128];
+	char a[128], b[128], c[128], d[128], m[600];
 	const char *state = j_str(doc, "state"), *tz = j_str(doc, "timezone");
 	const char *next = j_str(doc, "next_run"), *local = j_str(doc, "next_run_local");
 	long long pid, up, failures;
@@ -550,6 +560,14 @@ static void print_status(const bson_t *doc)
 		       utc_text(j_str(&sub, "finished"), d, sizeof(d)));
 	else
 		printf("last complete backup: none\n");
+	if (j_sub(doc, "last_reload", &sub))
+		printf("last reload:  %s UTC, %s: %s\n", utc_text(j_str(&sub, "at"), d, sizeof(d)),
+		       clean(j_str(&sub, "result"), a, sizeof(a)),
+		       clean(j_str(&sub, "message"), m, sizeof(m)));
+	if (j_sub(doc, "last_problem", &sub))
+		printf("last %s: %s UTC, %s\n", clean(j_str(&sub, "level"), a, sizeof(a)),
+		       utc_text(j_str(&sub, "at"), d, sizeof(d)),
+		       clean(j_str(&sub, "message"), m, sizeof(m)));
 
 	if (j_sub(doc, "current_run", &sub)) {
 		printf("current run:\n");
@@ -845,6 +863,11 @@ static int wait_for_run(struct ctl *c, const char *id, const struct before *b)
 			fprintf(stderr, PROG ": lost the daemon while waiting for run %s: %s\n", id,
 				err);
 			r = EXIT_UNREACHABLE;
+			goto out;
+		case CONTROL_CLIENT_FORBIDDEN:
+			progress_clear(&p);
+			fprintf(stderr, PROG ": %s\n", err);
+			r = EXIT_FORBIDDEN;
 			goto out;
 		default:
 			progress_clear(&p);

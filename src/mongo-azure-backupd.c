@@ -1,6 +1,9 @@
 /* mongo-azure-backupd.c - the supervisor's command line.
  *
- * -t checks a configuration; --once runs one backup in the foreground and
+ * -t checks a configuration without the network, --check-connect also
+ * reaches MongoDB and the storage (both through the helpers, so the
+ * supervisor links neither libmongoc nor the Azure client); --once runs one
+ * backup in the foreground and
  * exits with its result, which is also what system cron runs; otherwise it
  * runs as the scheduled service (daemon.c).  The --once loop is poll(2) over
  * a signalfd and the run's status sockets: signals arrive as ordinary reads,
@@ -10,6 +13,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -28,6 +32,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "mab_config.h"
+#include "spawn.h"
 
 #define MAX_POLL_FDS 1024
 
@@ -36,11 +41,20 @@ enum exit_code { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 static void usage(FILE *fp)
 {
 	fprintf(fp,
-		"Usage: mongo-azure-backupd [-c CONF] [-f] [-t] [--once] [--version]\n"
+		"Usage: mongo-azure-backupd [-c CONF] [-f] [-t] [--check-connect] [--once]\n"
+		"                           [--version]\n"
 		"Backs up MongoDB collections to Azure Blob Storage.\n\n"
 		"  -c, --config CONF  configuration file (default %s)\n"
 		"  -f, --foreground   stay in the foreground, log to stderr\n"
-		"  -t, --test         check the configuration, print every problem, exit\n"
+		"  -t, --test         check the configuration without the network: syntax,\n"
+		"                     the MongoDB URI, the connection string, permissions of\n"
+		"                     the file and the secret files, [metrics] textfile;\n"
+		"                     print every problem as FILE:LINE: message, exit 2 if any\n"
+		"      --check-connect\n"
+		"                     -t, then connect: MongoDB ping and every collection,\n"
+		"                     the container written to and deleted from (a probe blob\n"
+		"                     at its root); one ok/FAIL line each; exit 0 all passed,\n"
+		"                     1 any failed, 2 configuration error\n"
 		"      --once         run one backup now in the foreground and exit:\n"
 		"                     0 all collections backed up, 1 any failed, 2 config error\n"
 		"      --version      print the version and exit\n"
@@ -60,127 +74,145 @@ static void log_problem(void *ctx, const char *message)
 	msg_error("%s", message);
 }
 
-/* What -t checks beyond the file's syntax: that the secrets can be read. */
-static int check_secrets(const struct mab_config *cfg)
+/* ---- -t and --check-connect ------------------------------------------- */
+
+/* Runs a helper from helper_dir(), where a run finds it, as
+ * "HELPER -c CONF ARG": its problems (FILE:LINE:) go to our stderr, its
+ * ok/FAIL lines to our stdout.  The configuration's path, never a secret,
+ * is all it gets on argv.  Returns its exit status, or -1 after saying why
+ * it did not run to an end. */
+static int run_helper(const char *conf_path, const char *helper, const char *arg)
+{
+	char path[PATH_MAX];
+	char *argv[] = { (char *)helper, "-c", (char *)conf_path, (char *)arg, NULL };
+	/* No core files: a helper holds the secrets. */
+	struct spawn_limits limits = { 0 };
+	struct spawn_request req = {
+		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = STDOUT_FILENO,
+		.status_fd = -1, .config_fd = -1, .limits = &limits,
+	};
+	int status;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", helper_dir(), helper);
+	/* What we printed comes before what the helper prints. */
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "%s:0: cannot write the results: %s\n", conf_path,
+			strerror(errno));
+		return -1;
+	}
+	pid = spawn_child(&req);
+	if (pid < 0) {
+		fprintf(stderr, "%s:0: cannot run %s %s: %s (MAB_LIBEXECDIR or the "
+			"installation?)\n", conf_path, path, arg, strerror(errno));
+		return -1;
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			fprintf(stderr, "%s:0: %s %s: waitpid: %s\n", conf_path, helper, arg,
+				strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	fprintf(stderr, "%s:0: %s %s was killed by signal %d (%s)\n", conf_path, helper, arg,
+		WTERMSIG(status), strsignal(WTERMSIG(status)));
+	return -1;
+}
+
+/* A helper's check of what only it can judge (libmongoc's URI parser,
+ * connstr.c): 0 when it passed, else 1 problem (the helper printed it). */
+static int helper_problems(const char *conf_path, const char *helper, const char *arg)
+{
+	int rc = run_helper(conf_path, helper, arg);
+
+	if (rc == 0)
+		return 0;
+	if (rc > 0 && rc != 2)
+		fprintf(stderr, "%s:0: %s %s exited with status %d\n", conf_path, helper, arg,
+			rc);
+	return 1;
+}
+
+/* Whether a secret can be read; config_check() has said why not. */
+static bool secret_readable(char *(*get)(const struct mab_config *, char *, size_t),
+			    const struct mab_config *cfg)
 {
 	char err[512];
-	char *secret;
-	int problems = 0;
+	char *secret = get(cfg, err, sizeof(err));
 
-	secret = config_connection_string(cfg, err, sizeof(err));
-	if (secret == NULL) {
-		fprintf(stderr, "%s:0: %s\n", cfg->path, err);
-		problems++;
-	} else {
-		explicit_bzero(secret, strlen(secret));
-		free(secret);
-	}
-	secret = config_mongo_uri(cfg, err, sizeof(err));
-	if (secret == NULL) {
-		fprintf(stderr, "%s:0: %s\n", cfg->path, err);
-		problems++;
-	} else {
-		explicit_bzero(secret, strlen(secret));
-		free(secret);
-	}
+	if (secret == NULL)
+		return false;
+	explicit_bzero(secret, strlen(secret));
+	free(secret);
+	return true;
+}
+
+/* -t: every problem as FILE:LINE: message; the number of them.  cfg is
+ * loaded and must be freed by the caller either way. */
+static int check_offline(const char *conf_path, struct mab_config *cfg)
+{
+	int problems = config_load(conf_path, cfg, print_problem, NULL);
+
+	if (problems != 0)
+		return problems;
+	problems += config_check(cfg, print_problem, NULL);
+	/* A secret that cannot be read was reported once; its helper would
+	 * only say so again. */
+	if (secret_readable(config_mongo_uri, cfg))
+		problems += helper_problems(conf_path, "export-collection", "--check-uri");
+	if (secret_readable(config_connection_string, cfg))
+		problems += helper_problems(conf_path, "upload-blob", "--check-config");
 	return problems;
 }
 
-static int open_signalfd(sigset_t *mask)
+/* --check-connect after a clean -t: each helper prints its own ok/FAIL
+ * lines.  EXIT_OK, EXIT_FAILED, or EXIT_USAGE when a helper found the
+ * configuration unusable after all. */
+static int check_connect(const char *conf_path)
 {
-	sigemptyset(mask);
-	sigaddset(mask, SIGCHLD);
-	sigaddset(mask, SIGTERM);
-	sigaddset(mask, SIGINT);
-	sigaddset(mask, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, mask, NULL) != 0)
-		return -1;
-	return signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	static const char *const helpers[][2] = {
+		{ "export-collection", "--check-connect" },
+		{ "upload-blob", "--probe" },
+	};
+	int r = EXIT_OK;
+
+	printf("ok   config: %s\n", conf_path);
+	for (size_t i = 0; i < sizeof(helpers) / sizeof(helpers[0]); i++) {
+		int rc = run_helper(conf_path, helpers[i][0], helpers[i][1]);
+		if (rc == EXIT_USAGE) {
+			r = EXIT_USAGE;
+		} else if (rc != EXIT_OK) {
+			if (rc != EXIT_FAILED)
+				printf("FAIL %s %s did not finish (exit status %d)\n", helpers[i][0],
+				       helpers[i][1], rc);
+			if (r == EXIT_OK)
+				r = EXIT_FAILED;
+		}
+	}
+	if (fflush(stdout) != 0)
+		r = EXIT_FAILED;
+	return r;
 }
 
-static void reap_children(struct backup_run *run)
+static int run_checks(const char *conf_path, bool connect)
 {
-	for (;;) {
-		int status;
-		struct rusage usage;
-		pid_t pid = wait4(-1, &status, WNOHANG, &usage);
-		if (pid < 0 && errno == EINTR)
-			continue;
-		if (pid <= 0)
-			return;
-		if (!backup_run_child_exited(run, pid, status, &usage))
-			msg_debug("reaped unknown child %ld", (long)pid);
-	}
-}
+	struct mab_config cfg;
+	int problems = check_offline(conf_path, &cfg);
+	int r;
 
-static int run_once(const struct mab_config *cfg)
-{
-	struct backup_run run;
-	struct pollfd fds[MAX_POLL_FDS];
-	sigset_t mask;
-	int sfd = open_signalfd(&mask);
-	int r = EXIT_FAILED;
-
-	if (sfd < 0) {
-		msg_error("cannot set up signal handling: %s", strerror(errno));
-		return EXIT_FAILED;
-	}
-	/* --once keeps its breaker for this run only; the service's persists. */
-	struct breaker breaker;
-	struct run_as run_as;
-	char err[512];
-	breaker_init(&breaker, cfg->failure_threshold, cfg->open_seconds);
-	if (run_as_resolve(cfg->user, &run_as, err, sizeof(err)) != 0) {
-		msg_error("%s", err);
-		close(sfd);
+	config_free(&cfg);
+	if (problems != 0) {
+		fprintf(stderr, "%s: %d problem%s%s\n", conf_path, problems,
+			problems == 1 ? "" : "s", connect ? "; nothing was connected to" : "");
 		return EXIT_USAGE;
 	}
-	if (backup_run_start(&run, cfg, &breaker, &run_as, NULL, 0) != 0) {
-		if (run.failure[0] && run.phase != RUN_FINISHED)
-			msg_error("cannot start the run: %s", run.failure);
-		goto out;
+	if (!connect) {
+		printf("%s: configuration OK\n", conf_path);
+		return EXIT_OK;
 	}
-	while (!backup_run_finished(&run)) {
-		backup_run_step(&run);
-		if (backup_run_finished(&run))
-			break;
-		fds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		size_t n = 1 + backup_run_pollfds(&run, fds + 1, MAX_POLL_FDS - 1);
-		int rc = poll(fds, n, backup_run_timeout_ms(&run));
-		if (rc < 0 && errno != EINTR) {
-			msg_error("poll: %s", strerror(errno));
-			backup_run_cancel(&run, "internal error in the event loop");
-			continue;
-		}
-		if (rc <= 0)
-			continue;
-		if (fds[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-				if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-					backup_run_cancel(&run, si.ssi_signo == SIGTERM ?
-							  "stopped by SIGTERM" : "stopped by SIGINT");
-			}
-			reap_children(&run);
-		}
-		backup_run_handle_fds(&run, fds + 1, n - 1);
-	}
-	r = backup_run_exit_code(&run);
-	/* VmHWM, not ru_maxrss: the latter inherits the high-water mark of
-	 * whatever process exec'd us. */
-	FILE *status = fopen("/proc/self/status", "re");
-	char line[128];
-	while (status != NULL && fgets(line, sizeof(line), status) != NULL) {
-		long kib;
-		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
-			msg_debug("mongo-azure-backupd: peak RSS %ld KiB", kib);
-	}
-	if (status != NULL)
-		fclose(status);
-out:
-	reap_children(&run);
-	backup_run_free(&run);
-	close(sfd);
+	r = check_connect(conf_path);
 	return r;
 }
 
@@ -190,21 +222,23 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "test", no_argument, NULL, 't' },
+		{ "check-connect", no_argument, NULL, 'C' },
 		{ "once", no_argument, NULL, 'O' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf_path = MAB_DEFAULT_CONFIG;
-	bool test_only = false, once = false, foreground = false;
+	bool test_only = false, check_connect_too = false, once = false, foreground = false;
 	struct mab_config cfg;
-	int opt, problems, r;
+	int opt, problems;
 
 	while ((opt = getopt_long(argc, argv, "c:fth", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf_path = optarg; break;
 		case 'f': foreground = true; break;
 		case 't': test_only = true; break;
+		case 'C': check_connect_too = true; break;
 		case 'O': once = true; break;
 		case 'V': printf("mongo-azure-backupd %s\n", PACKAGE_VERSION); return EXIT_OK;
 		case 'h': usage(stdout); return EXIT_OK;
@@ -218,15 +252,8 @@ int main(int argc, char **argv)
 	}
 	umask(077);
 
-	if (test_only) {
-		problems = config_load(conf_path, &cfg, print_problem, NULL);
-		if (problems == 0)
-			problems = check_secrets(&cfg);
-		if (problems == 0)
-			printf("%s: configuration OK\n", conf_path);
-		config_free(&cfg);
-		return problems == 0 ? EXIT_OK : EXIT_USAGE;
-	}
+	if (test_only || check_connect_too)
+		return run_checks(conf_path, check_connect_too);
 
 	log_open("mongo-azure-backupd", LOG_TARGET_STDERR, LOG_INFO);
 	problems = config_load(conf_path, &cfg, log_problem, NULL);
@@ -236,24 +263,22 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
-	enum log_target target = cfg.log_target >= 0 ? (enum log_target)cfg.log_target :
-				 (once || foreground) ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
-	log_open("mongo-azure-backupd", target, cfg.log_level);
-
-	if (!once) {
-		struct mab_config *owned = malloc(sizeof(*owned));
-		if (owned == NULL) {
-			msg_error("out of memory");
+	/* The background daemon chooses once it has detached. */
+	if (once || foreground) {
+		char err[512];
+		if (daemon_log_open(&cfg, false, err, sizeof(err)) != 0) {
+			msg_error("%s", err);
 			config_free(&cfg);
 			return EXIT_FAILED;
 		}
-		*owned = cfg;
-		return daemon_main(conf_path, owned, foreground);
 	}
-	/* The parent of SIGPIPE-sensitive children must not die of a closed
-	 * status socket; MSG_NOSIGNAL covers sends, this covers writes. */
-	signal(SIGPIPE, SIG_IGN);
-	r = run_once(&cfg);
-	config_free(&cfg);
-	return r;
+
+	struct mab_config *owned = malloc(sizeof(*owned));
+	if (owned == NULL) {
+		msg_error("out of memory");
+		config_free(&cfg);
+		return EXIT_FAILED;
+	}
+	*owned = cfg;
+	return daemon_main(conf_path, owned, foreground, once);
 }

@@ -8,6 +8,13 @@
  * and commits only when told "commit": a failed export never becomes a
  * blob.  The connection string comes from the config file or the
  * environment, never from argv.  Exit codes: enum child_exit.
+ *
+ * Two modes serve `mongo-azure-backupd -t` and `--check-connect` (the
+ * supervisor links no Azure code): --check-config parses the connection
+ * string as every upload will (problems as FILE:LINE: on stderr, exit 2),
+ * and --probe writes and deletes a small blob at the container's root,
+ * one "ok   ..." or "FAIL ..." line per step on stdout (exit 0 all passed,
+ * 1 otherwise).
  */
 #include "config.h"
 
@@ -17,6 +24,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +57,148 @@ static void usage(FILE *out)
 		"--status-fd, when the supervisor says commit).  The connection string is read\n"
 		"from the config file or AZURE_STORAGE_CONNECTION_STRING.\n"
 		"  --create-only  commit only if no blob of that name exists (exit 1, error\n"
-		"                 class 'exists', when one does)\n");
+		"                 class 'exists', when one does)\n"
+		"       upload-blob [-c CONF] [--container NAME] --check-config | --probe\n"
+		"  --check-config only parse the connection string (FILE:LINE: problems, exit 2)\n"
+		"  --probe        write and delete a probe blob at the container's root\n"
+		"                 (creating the container when [azure] create_container = yes),\n"
+		"                 one ok/FAIL line per step (exit 0 all ok, 1 any failed)\n");
+}
+
+/* ---- checks: mongo-azure-backupd -t and --check-connect ---------------- */
+
+static void print_problem(void *ctx, const char *message)
+{
+	(void)ctx;
+	fprintf(stderr, "%s\n", message);
+}
+
+/* The line that set the connection string (0: from the environment). */
+static int connstr_line(const struct mab_config *cfg)
+{
+	int line = config_key_line(cfg, "azure", "connection_string_file");
+
+	return line > 0 ? line : config_key_line(cfg, "azure", "connection_string");
+}
+
+/* The client every upload would build: NULL after printing FILE:LINE: why
+ * (connstr.c's messages never hold the secret). */
+static struct azure_client *check_client(const struct mab_config *cfg, const char *container)
+{
+	struct azure_client *client;
+	char err[512];
+	char *cs = config_connection_string(cfg, err, sizeof(err));
+
+	if (cs == NULL) {
+		fprintf(stderr, "%s:%d: %s\n", cfg->path, connstr_line(cfg), err);
+		return NULL;
+	}
+	client = azure_client_new(cs, container ? container : cfg->container, err, sizeof(err));
+	explicit_bzero(cs, strlen(cs));
+	free(cs);
+	if (client == NULL) {
+		bool from_env = !*cfg->connection_string && !*cfg->connection_string_file;
+		fprintf(stderr, "%s:%d: %s%s\n", cfg->path, connstr_line(cfg),
+			from_env ? "(AZURE_STORAGE_CONNECTION_STRING) " : "", err);
+	}
+	return client;
+}
+
+static void probe_line(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void probe_line(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(ok ? "ok   azure: " : "FAIL azure: ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* --probe: what a run's first upload does (create the container when
+ * configured), then a blob written and deleted at the container's root,
+ * outside any backup set, so listing, verification and retention never
+ * see it.  Returns enum child_exit. */
+static int probe(const struct mab_config *cfg, const char *container)
+{
+	struct azure_client *client = check_client(cfg, container);
+	struct azure_error err;
+	char name[64], body[128];
+	int rc = CHILD_EXIT_FAILED;
+
+	if (client == NULL)
+		return CHILD_EXIT_USAGE;
+	/* A check reports what it sees; it does not sit out an outage. */
+	azure_client_set_max_retries(client, cfg->max_retries < 1 ? cfg->max_retries : 1);
+	const char *where = azure_client_endpoint(client);
+	if (cfg->create_container) {
+		bool created;
+		if (azure_container_create(client, &created, &err) != 0) {
+			probe_line(false, "container '%s' at %s: %s", client->container, where,
+				   err.message);
+			goto out;
+		}
+		probe_line(true, "container '%s' at %s: %s", client->container, where,
+			   created ? "created (create_container = yes)" : "exists");
+	}
+	uint64_t rng = azure_rng_seed();
+	snprintf(name, sizeof(name), ".mongo-azure-backup-probe-%016" PRIx64,
+		 azure_rng_next(&rng));
+	int len = snprintf(body, sizeof(body), "written by mongo-azure-backupd "
+			   "--check-connect; safe to delete\n");
+	struct azure_put_opts po = { .content_type = "text/plain" };
+	if (azure_put_blob(client, name, body, (size_t)len, &po, &err) != 0) {
+		probe_line(false, "container '%s' at %s: writing %s: %s", client->container,
+			   where, name, err.message);
+		goto out;
+	}
+	probe_line(true, "container '%s' at %s: probe blob %s written", client->container,
+		   where, name);
+	switch (azure_delete_blob(client, name, &err)) {
+	case AZURE_DELETED:
+	case AZURE_DELETE_NOT_FOUND:
+		probe_line(true, "container '%s': probe blob %s deleted", client->container, name);
+		rc = CHILD_EXIT_OK;
+		break;
+	default:
+		/* Retention deletes old sets with the same credentials. */
+		probe_line(false, "container '%s': deleting %s: %s (retention needs to delete "
+			   "too; remove the probe blob by hand)", client->container, name,
+			   err.message);
+		break;
+	}
+out:
+	azure_client_free(client);
+	return rc;
+}
+
+/* --check-config and --probe; exit codes as enum child_exit. */
+static int run_check(const char *config_path, bool config_given, const char *container,
+		     bool connect)
+{
+	struct mab_config cfg;
+	int rc = CHILD_EXIT_USAGE;
+
+	if (!config_given && access(config_path, F_OK) != 0 && errno == ENOENT) {
+		config_defaults(&cfg);
+	} else if (config_load(config_path, &cfg, print_problem, NULL) != 0) {
+		config_free(&cfg);
+		return CHILD_EXIT_USAGE;
+	}
+	/* Retries and failures are the check's own lines, not warnings. */
+	log_set_level(LOG_ERR);
+	if (connect) {
+		rc = probe(&cfg, container);
+	} else {
+		struct azure_client *client = check_client(&cfg, container);
+		rc = client != NULL ? CHILD_EXIT_OK : CHILD_EXIT_USAGE;
+		azure_client_free(client);
+	}
+	config_free(&cfg);
+	return rc;
 }
 
 
@@ -186,6 +335,8 @@ int main(int argc, char **argv)
 		{ "meta", required_argument, NULL, 'm' },
 		{ "container", required_argument, NULL, 'C' },
 		{ "create-only", no_argument, NULL, 'E' },
+		{ "check-config", no_argument, NULL, 'K' },
+		{ "probe", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -196,7 +347,7 @@ int main(int argc, char **argv)
 	struct block_upload *up = NULL;
 	struct azure_error err;
 	const char *config_path = MAB_DEFAULT_CONFIG, *container = NULL;
-	bool config_given = false, have_cfg = false;
+	bool config_given = false, have_cfg = false, check_config = false, probe_mode = false;
 	char why[512] = "";
 	int opt, rc = CHILD_EXIT_USAGE;
 	uint64_t fdnum;
@@ -238,6 +389,12 @@ int main(int argc, char **argv)
 		case 'E':
 			u.create_only = true;
 			break;
+		case 'K':
+			check_config = true;
+			break;
+		case 'P':
+			probe_mode = true;
+			break;
 		case 'h':
 			usage(stdout);
 			rc = CHILD_EXIT_OK;
@@ -250,6 +407,14 @@ int main(int argc, char **argv)
 			usage(stderr);
 			goto out;
 		}
+	}
+	if (check_config || probe_mode) {
+		if (optind != argc) {
+			usage(stderr);
+			goto out;
+		}
+		rc = run_check(config_path, config_given, container, probe_mode);
+		goto out;
 	}
 	if (optind + 1 != argc) {
 		usage(stderr);

@@ -21,6 +21,7 @@ import os
 import pwd
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -647,8 +648,17 @@ class TestControl(DaemonTestCase):
         for cmd in ("run", "cancel"):
             out = peer(cmd)
             self.assertTrue(out.startswith("ERROR 403 "), "%s as nobody: %r" % (cmd, out))
-        rc, out, err = self.ctl("run", **creds)
-        self.assertEqual(rc, 1, "ctl run as nobody: %d %s%s" % (rc, out, err))
+        # The built ctl may sit where nobody cannot reach it (a checkout in
+        # /root, mode 0700): run a copy from the test's own directory.
+        ctl_copy = os.path.join(self.tmp, "mongo-azure-backupctl")
+        shutil.copy(h.CTL, ctl_copy)
+        os.chmod(ctl_copy, 0o755)
+        argv = [ctl_copy, "-s", self.sock, "run"]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30, env=h.daemon_env(), **creds)
+        rc, out, err = p.returncode, p.stdout.decode(), p.stderr.decode()
+        self.assertEqual(rc, 4, "ctl run as nobody: exit %d (4: not permitted) %s%s"
+                         % (rc, out, err))
         self.assertRegex(out + err, r"(?i)(403|forbidden|permission|not allowed|denied)")
         st = self.status()
         self.assertIsNone(st.get("last_run"), "nobody started a run: %r" % st)
@@ -712,6 +722,8 @@ class TestSignals(DaemonTestCase):
         good_next = st["next_run"]
         year = datetime.datetime.now(datetime.timezone.utc).year + 1
         self.assertEqual(parse_utc(good_next), utc(year, 1, 1), st)
+        self.assertEqual((st.get("last_reload") or {}).get("result"), "ok", st)
+        self.assertIsNone(st.get("last_problem"), st)
 
         # A broken one does not.
         conf = self.config(schedule={"cron": "0 0 15 6 *"}, limits={"bogus_key": 1})
@@ -724,6 +736,17 @@ class TestSignals(DaemonTestCase):
         st = self.status()
         self.assertEqual(st["next_run"], good_next, "the schedule changed after a refused reload")
         self.assertEqual(st.get("pid"), r.pid)
+        # status tells it without the log.
+        reload = st.get("last_reload") or {}
+        self.assertEqual(reload.get("result"), "failed", st)
+        self.assertIn("keeping the previous configuration", reload.get("message", ""), st)
+        problem = st.get("last_problem") or {}
+        self.assertEqual(problem.get("level"), "error", st)
+        self.assertIn("keeping the previous configuration", problem.get("message", ""), st)
+        rc, out, err = self.ctl("status")
+        self.assertEqual(rc, 0, out + err)
+        self.assertRegex(out, r"(?m)^last reload: +[-0-9]+ [:0-9]+ UTC, failed: .*problem", out)
+        self.assertRegex(out, r"(?m)^last error: +[-0-9]+ [:0-9]+ UTC, .*keeping the previous", out)
         # And it still works with the old configuration.
         rc, out, err = self.ctl("run", "--wait")
         self.assertEqual(rc, 0, out + err + r.log())

@@ -331,13 +331,15 @@ class RetentionTest(h.BackupTestCase):
                       % (folder(ago(100)), ago(100)), out)
         self.assertEqual(self.blobs.names(), sorted(set(before) - set(old)))
 
-    def test_storage_down_is_a_transport_error(self):
+    def test_storage_not_listening_is_unreachable(self):
+        """Nothing listens at the endpoint: class unreachable (the
+        supervisor decides whether that is an outage or a wrong endpoint)."""
         conf = self.config(connection_string=h.connection_string(h.free_port()),
                            azure__max_retries=0)
         rc, out, err, records = self.prune(conf, status=True)
         self.assertEqual(rc, 1, err)
         self.assertEqual(out, "")
-        self.assertTrue(records and records[-1].startswith("result error class=transport "),
+        self.assertTrue(records and records[-1].startswith("result error class=unreachable "),
                         records)
 
     def test_prune_after_real_backup(self):

@@ -541,7 +541,7 @@ START_TEST(transport_failure)
 	struct azure_client *c = key_client(ntohs(sa.sin_port));
 	azure_client_set_max_retries(c, 1);
 	ck_assert_int_eq(azure_container_create(c, &created, &err), -1);
-	ck_assert_str_eq(err.err_class, ERR_CLASS_TRANSPORT);
+	ck_assert_str_eq(err.err_class, ERR_CLASS_UNREACHABLE);
 	ck_assert_int_eq(err.attempts, 2);
 	ck_assert_int_eq(err.status, 0);
 	ck_assert_ptr_nonnull(strstr(err.message, "127.0.0.1"));

@@ -40,21 +40,65 @@ END_TEST
 
 START_TEST(error_classes)
 {
-	ck_assert_str_eq(azure_error_class(401, CURLE_OK), ERR_CLASS_AUTH);
-	ck_assert_str_eq(azure_error_class(403, CURLE_OK), ERR_CLASS_AUTH);
-	ck_assert_str_eq(azure_error_class(404, CURLE_OK), ERR_CLASS_NOTFOUND);
-	ck_assert_str_eq(azure_error_class(400, CURLE_OK), ERR_CLASS_CLIENT);
-	ck_assert_str_eq(azure_error_class(409, CURLE_OK), ERR_CLASS_CLIENT);
-	ck_assert_str_eq(azure_error_class(412, CURLE_OK), ERR_CLASS_CLIENT);
-	ck_assert_str_eq(azure_error_class(429, CURLE_OK), ERR_CLASS_SERVER);
-	ck_assert_str_eq(azure_error_class(408, CURLE_OK), ERR_CLASS_SERVER);
-	ck_assert_str_eq(azure_error_class(500, CURLE_OK), ERR_CLASS_SERVER);
-	ck_assert_str_eq(azure_error_class(503, CURLE_OK), ERR_CLASS_SERVER);
-	ck_assert_str_eq(azure_error_class(501, CURLE_OK), ERR_CLASS_SERVER);
-	ck_assert_str_eq(azure_error_class(0, CURLE_COULDNT_CONNECT), ERR_CLASS_TRANSPORT);
-	ck_assert_str_eq(azure_error_class(200, CURLE_RECV_ERROR), ERR_CLASS_TRANSPORT);
-	ck_assert_str_eq(azure_error_class(0, CURLE_PEER_FAILED_VERIFICATION), ERR_CLASS_TRANSPORT);
-	ck_assert_str_eq(azure_error_class(200, CURLE_WRITE_ERROR), ERR_CLASS_LOCAL);
+	for (int answered = 0; answered <= 1; answered++) {
+		ck_assert_str_eq(azure_error_class(401, CURLE_OK, answered), ERR_CLASS_AUTH);
+		ck_assert_str_eq(azure_error_class(403, CURLE_OK, answered), ERR_CLASS_AUTH);
+		ck_assert_str_eq(azure_error_class(404, CURLE_OK, answered), ERR_CLASS_NOTFOUND);
+		ck_assert_str_eq(azure_error_class(400, CURLE_OK, answered), ERR_CLASS_CLIENT);
+		ck_assert_str_eq(azure_error_class(409, CURLE_OK, answered), ERR_CLASS_CLIENT);
+		ck_assert_str_eq(azure_error_class(412, CURLE_OK, answered), ERR_CLASS_CLIENT);
+		ck_assert_str_eq(azure_error_class(429, CURLE_OK, answered), ERR_CLASS_SERVER);
+		ck_assert_str_eq(azure_error_class(408, CURLE_OK, answered), ERR_CLASS_SERVER);
+		ck_assert_str_eq(azure_error_class(500, CURLE_OK, answered), ERR_CLASS_SERVER);
+		ck_assert_str_eq(azure_error_class(503, CURLE_OK, answered), ERR_CLASS_SERVER);
+		ck_assert_str_eq(azure_error_class(501, CURLE_OK, answered), ERR_CLASS_SERVER);
+		ck_assert_str_eq(azure_error_class(200, CURLE_RECV_ERROR, answered),
+				 ERR_CLASS_TRANSPORT);
+		ck_assert_str_eq(azure_error_class(0, CURLE_OPERATION_TIMEDOUT, answered),
+				 ERR_CLASS_TRANSPORT);
+		ck_assert_str_eq(azure_error_class(0, CURLE_GOT_NOTHING, answered),
+				 ERR_CLASS_TRANSPORT);
+		ck_assert_str_eq(azure_error_class(200, CURLE_WRITE_ERROR, answered),
+				 ERR_CLASS_LOCAL);
+		/* Settings no retry mends, whenever they show. */
+		ck_assert_str_eq(azure_error_class(0, CURLE_PEER_FAILED_VERIFICATION, answered),
+				 ERR_CLASS_CONFIG);
+		ck_assert_str_eq(azure_error_class(0, CURLE_SSL_CACERT_BADFILE, answered),
+				 ERR_CLASS_CONFIG);
+		ck_assert_str_eq(azure_error_class(0, CURLE_URL_MALFORMAT, answered),
+				 ERR_CLASS_CONFIG);
+	}
+}
+END_TEST
+
+/* Nothing listening, a name that does not resolve, no TLS handshake: a
+ * wrong endpoint when the storage never answered this client, an outage
+ * when it did. */
+START_TEST(never_connected)
+{
+	const int codes[] = { CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST,
+			      CURLE_COULDNT_RESOLVE_PROXY, CURLE_SSL_CONNECT_ERROR };
+	const int connected[] = { CURLE_OK, CURLE_OPERATION_TIMEDOUT, CURLE_RECV_ERROR,
+				  CURLE_SEND_ERROR, CURLE_GOT_NOTHING,
+				  CURLE_PEER_FAILED_VERIFICATION };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		ck_assert(azure_never_connected(codes[i]));
+		ck_assert_str_eq(azure_error_class(0, codes[i], false), ERR_CLASS_UNREACHABLE);
+		ck_assert_str_eq(azure_error_class(0, codes[i], true), ERR_CLASS_TRANSPORT);
+		/* Retried once before any answer, the full budget after one. */
+		ck_assert_int_eq(azure_retry_budget(5, codes[i], false), 1);
+		ck_assert_int_eq(azure_retry_budget(0, codes[i], false), 0);
+		ck_assert_int_eq(azure_retry_budget(1, codes[i], false), 1);
+		ck_assert_int_eq(azure_retry_budget(5, codes[i], true), 5);
+	}
+	/* A status line arrived before the failure: something answers. */
+	ck_assert_str_eq(azure_error_class(200, CURLE_SSL_CONNECT_ERROR, false),
+			 ERR_CLASS_TRANSPORT);
+	for (size_t i = 0; i < sizeof(connected) / sizeof(connected[0]); i++) {
+		ck_assert(!azure_never_connected(connected[i]));
+		ck_assert_int_eq(azure_retry_budget(5, connected[i], false), 5);
+	}
 }
 END_TEST
 
@@ -139,6 +183,7 @@ Suite *azure_retry_suite(void)
 	tcase_add_test(tc, retryable_statuses);
 	tcase_add_test(tc, retryable_transport);
 	tcase_add_test(tc, error_classes);
+	tcase_add_test(tc, never_connected);
 	tcase_add_test(tc, retry_after_headers);
 	tcase_add_test(tc, backoff_bounds);
 	tcase_add_test(tc, rng_differs);

@@ -1,8 +1,12 @@
 /* check_config.c - the configuration file: defaults, every value type, and
- * that every kind of mistake is reported as FILE:LINE: with a reason. */
+ * that every kind of mistake is reported as FILE:LINE: with a reason; and
+ * config_check(), what -t checks around the file (permissions, secrets,
+ * the metrics directory). */
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +312,268 @@ START_TEST(sizes_and_durations)
 }
 END_TEST
 
+
+/* ---- config_check: what -t checks around the file ---------------------- */
+
+static char check_dir[64];
+
+/* A private temporary directory for one test's files. */
+static void make_check_dir(void)
+{
+	snprintf(check_dir, sizeof(check_dir), "/tmp/check_config_dir.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(check_dir));
+}
+
+static void remove_check_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", check_dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Writes DIR/name with mode and returns its path (in a static buffer that
+ * the next call reuses). */
+static const char *put_file(const char *name, const char *text, mode_t mode)
+{
+	static char path[160];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", check_dir, name);
+	fp = fopen(path, "w");
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_int_eq(fputs(text, fp) >= 0, 1);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_int_eq(chmod(path, mode), 0);
+	return path;
+}
+
+/* Loads DIR/mab.conf (mode) and runs config_check; its problems in p. */
+static int check_file(const char *text, mode_t mode, struct problems *p)
+{
+	struct mab_config cfg;
+	const char *path = put_file("mab.conf", text, mode);
+
+	memset(p, 0, sizeof(*p));
+	ck_assert_int_eq(config_load(path, &cfg, collect, p), 0);
+	int n = config_check(&cfg, collect, p);
+	config_free(&cfg);
+	return n;
+}
+
+/* Some problem reads "DIR/mab.conf:LINE: ..." and contains want. */
+static void expect_check(const struct problems *p, int line, const char *want)
+{
+	char prefix[128];
+
+	snprintf(prefix, sizeof(prefix), "%s/mab.conf:%d: ", check_dir, line);
+	for (int i = 0; i < p->n && i < 16; i++)
+		if (strncmp(p->text[i], prefix, strlen(prefix)) == 0 &&
+		    strstr(p->text[i], want) != NULL)
+			return;
+	ck_abort_msg("no problem '%s...%s' among %d: first '%s'", prefix, want, p->n,
+		     p->n ? p->text[0] : "");
+}
+
+/* Secrets that config_check can find without asking the environment. */
+#define QUIET_SECRETS "[mongodb]\nuri = mongodb://db1:27017/\n" \
+		      "[azure]\nconnection_string = UseDevelopmentStorage=true\n"
+
+START_TEST(key_lines_are_kept)
+{
+	struct mab_config cfg;
+	struct problems p;
+
+	ck_assert_int_eq(load("# x\n[azure]\ncontainer = abc\n\n[mongodb]\nuri = mongodb://h/\n",
+			      &cfg, &p), 0);
+	ck_assert_int_eq(config_key_line(&cfg, "azure", "container"), 3);
+	ck_assert_int_eq(config_key_line(&cfg, "mongodb", "uri"), 6);
+	ck_assert_int_eq(config_key_line(&cfg, "MongoDB", "URI"), 6);
+	ck_assert_int_eq(config_key_line(&cfg, "azure", "block_size"), 0);
+	ck_assert_int_eq(config_key_line(&cfg, "azure", "nonsense"), 0);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(clean_file_passes)
+{
+	struct problems p;
+
+	make_check_dir();
+	ck_assert_int_eq(check_file(QUIET_SECRETS, 0600, &p), 0);
+	/* Readable by others is fine while it holds no secret. */
+	ck_assert_int_eq(check_file(QUIET_SECRETS, 0644, &p), 0);
+	ck_assert_int_eq(check_file("[mongodb]\nuri = mongodb://backup@db1/?authSource=admin\n"
+				    "[azure]\nconnection_string = UseDevelopmentStorage=true\n",
+				    0644, &p), 0);
+	remove_check_dir();
+}
+END_TEST
+
+START_TEST(writable_config_refused)
+{
+	struct problems p;
+
+	make_check_dir();
+	ck_assert_int_eq(check_file(QUIET_SECRETS, 0620, &p), 1);
+	expect_check(&p, 0, "writable by group or others (mode 0620)");
+	expect_check(&p, 0, "chmod go-w");
+	ck_assert_int_eq(check_file(QUIET_SECRETS, 0602, &p), 1);
+	expect_check(&p, 0, "writable by group or others (mode 0602)");
+	remove_check_dir();
+}
+END_TEST
+
+START_TEST(config_of_another_user_refused)
+{
+	struct problems p;
+
+	if (geteuid() != 0)
+		return;  /* only root can give a file away */
+	make_check_dir();
+	const char *path = put_file("mab.conf", QUIET_SECRETS, 0600);
+	ck_assert_int_eq(chown(path, 65534, (gid_t)-1), 0);
+	struct mab_config cfg;
+	memset(&p, 0, sizeof(p));
+	ck_assert_int_eq(config_load(path, &cfg, collect, &p), 0);
+	ck_assert_int_eq(config_check(&cfg, collect, &p), 1);
+	config_free(&cfg);
+	expect_check(&p, 0, "owned by uid 65534");
+	expect_check(&p, 0, "chown root");
+	remove_check_dir();
+}
+END_TEST
+
+START_TEST(inline_secrets_must_be_private)
+{
+	struct problems p;
+	const char *key = "[mongodb]\nuri = mongodb://db1/\n[azure]\n"
+			  "connection_string = DefaultEndpointsProtocol=https;AccountName=a;"
+			  "AccountKey=c2VjcmV0a2V5\n";
+	const char *sas = "[mongodb]\nuri = mongodb://db1/\n[azure]\n"
+			  "connection_string = BlobEndpoint=https://a.blob.core.windows.net;"
+			  " sharedaccesssignature = sv=2021&sig=abcd\n";
+	const char *pw = "[mongodb]\nuri = mongodb://backup:hunter22@db1,db2/?replicaSet=r\n"
+			 "[azure]\nconnection_string = UseDevelopmentStorage=true\n";
+
+	make_check_dir();
+	ck_assert_int_eq(check_file(key, 0644, &p), 1);
+	expect_check(&p, 4, "connection_string holds the account key or SAS");
+	expect_check(&p, 4, "mode 0644");
+	expect_check(&p, 4, "chmod 600");
+	ck_assert(strstr(p.text[0], "c2VjcmV0a2V5") == NULL);
+	ck_assert_int_eq(check_file(key, 0640, &p), 1);
+	ck_assert_int_eq(check_file(key, 0600, &p), 0);
+	/* Key names are case-insensitive, as connection strings are. */
+	ck_assert_int_eq(check_file(sas, 0604, &p), 1);
+	expect_check(&p, 4, "connection_string holds the account key or SAS");
+	ck_assert_int_eq(check_file(sas, 0600, &p), 0);
+	ck_assert_int_eq(check_file(pw, 0640, &p), 1);
+	expect_check(&p, 2, "uri holds a password");
+	ck_assert(strstr(p.text[0], "hunter22") == NULL);
+	ck_assert_int_eq(check_file(pw, 0600, &p), 0);
+	remove_check_dir();
+}
+END_TEST
+
+START_TEST(secret_files_must_be_private)
+{
+	struct problems p;
+	char text[512], secret[160];
+
+	make_check_dir();
+	snprintf(secret, sizeof(secret), "%s",
+		 put_file("conn", "AccountName=a;AccountKey=c2VjcmV0\n", 0600));
+	snprintf(text, sizeof(text), "[mongodb]\nuri = mongodb://db1/\n\n[azure]\n"
+		 "connection_string_file = %s\n", secret);
+	ck_assert_int_eq(check_file(text, 0644, &p), 0);
+
+	ck_assert_int_eq(chmod(secret, 0640), 0);
+	ck_assert_int_eq(check_file(text, 0600, &p), 1);
+	expect_check(&p, 5, "readable by group or others (mode 0640)");
+	expect_check(&p, 5, "run chmod 600 on it");
+	/* Writable by the group lets someone else swap the account. */
+	ck_assert_int_eq(chmod(secret, 0620), 0);
+	ck_assert_int_eq(check_file(text, 0600, &p), 1);
+	expect_check(&p, 5, "open to group or others (mode 0620)");
+
+	ck_assert_int_eq(chmod(secret, 0600), 0);
+	if (geteuid() == 0 && getpwnam("nobody") != NULL && getpwnam("nobody")->pw_uid == 65534) {
+		ck_assert_int_eq(chown(secret, 65534, (gid_t)-1), 0);
+		ck_assert_int_eq(check_file(text, 0600, &p), 1);
+		expect_check(&p, 5, "owned by uid 65534, neither root nor this user");
+		/* The daemon's own user may own what it reads. */
+		char with_user[600];
+		snprintf(with_user, sizeof(with_user), "%s[daemon]\nuser = nobody\n", text);
+		ck_assert_int_eq(check_file(with_user, 0600, &p), 0);
+		ck_assert_int_eq(chown(secret, 0, (gid_t)-1), 0);
+	}
+	ck_assert_int_eq(unlink(secret), 0);
+	ck_assert_int_eq(check_file(text, 0600, &p), 1);
+	expect_check(&p, 5, "cannot open");
+
+	/* uri_file: the same rules, blamed on its own line. */
+	put_file("uri", "mongodb://u:p@db1/\n", 0644);
+	snprintf(text, sizeof(text), "[azure]\nconnection_string = UseDevelopmentStorage=true\n"
+		 "[mongodb]\nuri_file = %s/uri\n", check_dir);
+	ck_assert_int_eq(check_file(text, 0600, &p), 1);
+	expect_check(&p, 4, "MongoDB URI");
+	expect_check(&p, 4, "readable by group or others");
+	remove_check_dir();
+}
+END_TEST
+
+START_TEST(metrics_directory_must_be_writable)
+{
+	struct problems p;
+	char text[512];
+
+	make_check_dir();
+	snprintf(text, sizeof(text), QUIET_SECRETS "[metrics]\ntextfile = %s/mab.prom\n",
+		 check_dir);
+	ck_assert_int_eq(check_file(text, 0600, &p), 0);
+
+	snprintf(text, sizeof(text), QUIET_SECRETS "[metrics]\ntextfile = %s/nodir/mab.prom\n",
+		 check_dir);
+	ck_assert_int_eq(check_file(text, 0600, &p), 1);
+	expect_check(&p, 6, "textfile: directory");
+	expect_check(&p, 6, "No such file or directory");
+
+	ck_assert_int_eq(check_file(QUIET_SECRETS "[metrics]\ntextfile = mab.prom\n", 0600, &p), 1);
+	expect_check(&p, 6, "is not an absolute path");
+
+	/* The file's place is taken by a directory. */
+	snprintf(text, sizeof(text), QUIET_SECRETS "[metrics]\ntextfile = %s/sub\n", check_dir);
+	snprintf(text + 400, 100, "%s/sub", check_dir);
+	ck_assert_int_eq(mkdir(text + 400, 0700), 0);
+	ck_assert_int_eq(check_file(text, 0600, &p), 1);
+	expect_check(&p, 6, "is not a regular file");
+
+	/* Root may write anywhere; only others learn of a read-only directory. */
+	if (geteuid() != 0) {
+		snprintf(text + 400, 100, "%s/ro", check_dir);
+		ck_assert_int_eq(mkdir(text + 400, 0500), 0);
+		snprintf(text, 400, QUIET_SECRETS "[metrics]\ntextfile = %s/ro/m.prom\n", check_dir);
+		ck_assert_int_eq(check_file(text, 0600, &p), 1);
+		expect_check(&p, 6, "is not writable by uid");
+	}
+	remove_check_dir();
+}
+END_TEST
+
+START_TEST(missing_secrets_are_reported)
+{
+	struct problems p;
+
+	make_check_dir();
+	/* Neither in the file nor in the environment. */
+	unsetenv("AZURE_STORAGE_CONNECTION_STRING");
+	ck_assert_int_eq(check_file("[mongodb]\nuri = mongodb://db1/\n", 0600, &p), 1);
+	expect_check(&p, 0, "no Azure connection string configured");
+	remove_check_dir();
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -323,6 +589,14 @@ Suite *config_suite(void)
 	tcase_add_test(tc, missing_file);
 	tcase_add_test(tc, secret_file_must_be_private);
 	tcase_add_test(tc, sizes_and_durations);
+	tcase_add_test(tc, key_lines_are_kept);
+	tcase_add_test(tc, clean_file_passes);
+	tcase_add_test(tc, writable_config_refused);
+	tcase_add_test(tc, config_of_another_user_refused);
+	tcase_add_test(tc, inline_secrets_must_be_private);
+	tcase_add_test(tc, secret_files_must_be_private);
+	tcase_add_test(tc, metrics_directory_must_be_writable);
+	tcase_add_test(tc, missing_secrets_are_reported);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -548,7 +548,7 @@ START_TEST(socket_and_directory_modes)
 	ck_assert_msg(strncmp(got, "code=0", 6) == 0, "got '%s'", got);
 	free(got);
 	got = api("status", true, 12345, false);
-	ck_assert_msg(strstr(got, "rc=1 err=permission denied on") != NULL &&
+	ck_assert_msg(strstr(got, "rc=3 err=permission denied on") != NULL &&
 		      strstr(got, "(are you in the control group?)") != NULL, "got '%s'", got);
 	free(got);
 }
