@@ -75,6 +75,30 @@ def program(name):
 
 DAEMON = program("mongo-azure-backupd")
 CTL = program("mongo-azure-backupctl")
+HELPERS = ("export-collection", "upload-blob", "download-blob", "import-collection",
+           "prune-sets", "verify-set")
+
+
+def programs_for_others(names=("mongo-azure-backupctl",) + HELPERS):
+    """A directory every user can reach holding copies of the named built
+    programs, for tests that run them as another user: the build directory
+    may not be searchable by others (a checkout under /root, mode 0700).
+    Our programs link only system shared libraries, so a copy runs as is.
+    Made once per module, under ENV["tmp"] (made searchable, 0711)."""
+    cached = ENV.get("programs_for_others")
+    if cached and all(os.path.exists(os.path.join(cached, n)) for n in names):
+        return cached
+    os.chmod(ENV["tmp"], 0o711)
+    d = os.path.join(ENV["tmp"], "programs")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    for name in names:
+        dst = os.path.join(d, name)
+        shutil.copy(program(name), dst + ".tmp")
+        os.chmod(dst + ".tmp", 0o755)
+        os.rename(dst + ".tmp", dst)
+    ENV["programs_for_others"] = d
+    return d
 
 # Seconds a whole test module may take before the watchdog kills everything.
 MODULE_TIMEOUT = int(os.environ.get("MAB_TEST_MODULE_TIMEOUT", "280"))

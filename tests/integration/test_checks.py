@@ -465,7 +465,11 @@ class TestCtlNotPermitted(CheckCase):
         return p
 
     def ctl(self, sock, *args, **kw):
-        p = subprocess.run([h.CTL, "-s", sock] + list(args), stdin=subprocess.DEVNULL,
+        # As another user, a copy that user can reach (the checkout may be
+        # under /root, mode 0700).
+        ctl = os.path.join(h.programs_for_others(), "mongo-azure-backupctl") if "user" in kw \
+            else h.CTL
+        p = subprocess.run([ctl, "-s", sock] + list(args), stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30,
                            env=h.daemon_env(), **kw)
         return p.returncode, p.stdout.decode() + p.stderr.decode()

@@ -21,7 +21,6 @@ import os
 import pwd
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -650,9 +649,7 @@ class TestControl(DaemonTestCase):
             self.assertTrue(out.startswith("ERROR 403 "), "%s as nobody: %r" % (cmd, out))
         # The built ctl may sit where nobody cannot reach it (a checkout in
         # /root, mode 0700): run a copy from the test's own directory.
-        ctl_copy = os.path.join(self.tmp, "mongo-azure-backupctl")
-        shutil.copy(h.CTL, ctl_copy)
-        os.chmod(ctl_copy, 0o755)
+        ctl_copy = os.path.join(h.programs_for_others(), "mongo-azure-backupctl")
         argv = [ctl_copy, "-s", self.sock, "run"]
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=30, env=h.daemon_env(), **creds)

@@ -15,8 +15,8 @@ supervisor on a sealed memfd), and while it runs:
   * the run's state directory and the socket's directory were made with
     modes the control group can use, whatever the daemon's umask.
 
-Needs root, the user nobody, and the build directory reachable by nobody
-(the helpers are exec'd from it as nobody); skips, saying which, otherwise.
+Needs root and the user nobody (skips, saying which, otherwise); the
+helpers run from copies nobody can reach, wherever the checkout is.
 """
 
 import grp
@@ -77,10 +77,12 @@ class TestPrivileges(h.BackupTestCase):
             self.skipTest("no user 'nobody'")
         if shutil.which("setpriv") is None:
             self.skipTest("no setpriv (util-linux)")
-        helper = h.program("export-collection")
-        if not reachable_as(self.user.pw_uid, self.user.pw_gid, helper):
-            self.skipTest("nobody cannot reach %s (a directory on the way is not "
-                          "searchable by others): the helpers could not start" % helper)
+        # The helpers are exec'd as nobody: from copies nobody can reach,
+        # since the build directory may not be (a checkout in /root).
+        self.libexec = h.programs_for_others()
+        helper = os.path.join(self.libexec, "export-collection")
+        self.assertTrue(reachable_as(self.user.pw_uid, self.user.pw_gid, helper),
+                        "nobody cannot execute %s" % helper)
         # Where the hook (running as nobody) may write.
         self.drop = tempfile.mkdtemp(prefix="mab-hook-")
         os.chmod(self.drop, 0o1777)
@@ -104,7 +106,7 @@ class TestPrivileges(h.BackupTestCase):
         return rc, out.decode("utf-8", "replace"), str(err)
 
     def start_service(self, conf):
-        r = self.start_backup(conf, args=["-f"])
+        r = self.start_backup(conf, args=["-f"], env={"MAB_LIBEXECDIR": self.libexec})
         self.addCleanup(r.kill)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
