@@ -19,7 +19,6 @@ set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh
 [ -x configure ] || autoreconf -fi
-top=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
 passed=0 failed=0 skipped=0
 
@@ -44,9 +43,25 @@ finish() {
 	exit "$1"
 }
 
+# configure_in DIR ARGS...: configures DIR unless it already is, with these
+# arguments and with the libraries installed now.  A build left by
+# tools/demo.sh (no -Werror, and no check library, so no unit tests) is
+# configured again rather than reused.
+configure_in() {
+	dir=$1
+	shift
+	want="$*|check=$(pkg-config --exists check && echo yes || echo no)"
+	if [ -f "$dir/Makefile" ] && [ "$(cat "$dir/.test-configured" 2>/dev/null)" = "$want" ]; then
+		return 0
+	fi
+	(cd "$dir" && ../configure "$@") || return 1
+	printf '%s\n' "$want" > "$dir/.test-configured"
+}
+
 # ---- 1. the normal build ----------------------------------------------------
 mkdir -p build
-(cd build && { [ -f Makefile ] || ../configure --enable-werror; } && make -j"$jobs")
+configure_in build --enable-werror
+(cd build && make -j"$jobs")
 status=0
 (cd build && make -j"$jobs" check) || status=$?
 tally build "$status"
@@ -56,9 +71,8 @@ tally build "$status"
 san="-fsanitize=address,undefined"
 asan_cflags="-O1 -g $san -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 mkdir -p build-asan
-(cd build-asan && { [ -f Makefile ] ||
-	../configure --enable-werror CFLAGS="$asan_cflags" LDFLAGS="$san"; } &&
-	make -j"$jobs")
+configure_in build-asan --enable-werror CFLAGS="$asan_cflags" LDFLAGS="$san"
+(cd build-asan && make -j"$jobs")
 
 # LeakSanitizer stops the process's threads with ptrace; where ptrace is
 # forbidden (some containers, or when run under a debugger) it cannot work
