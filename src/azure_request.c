@@ -3,8 +3,9 @@
  * libcurl is driven so that what is signed is exactly what is sent: the
  * header list handed to curl is the one the StringToSign is built from,
  * PUT bodies go through CURLOPT_UPLOAD with a known length (no chunked
- * encoding, no form Content-Type), "Expect:" is suppressed, and no
- * Accept-Encoding is offered (a gzip blob must come back as stored).
+ * encoding, no form Content-Type), "Expect:" is suppressed, no
+ * Accept-Encoding is offered (a gzip blob must come back as stored), and
+ * the path goes out as built, never normalised (CURLOPT_PATH_AS_IS).
  * Each failed attempt is judged here: retried or final, its ERR_CLASS
  * (azure_retry.c), and one line that says what to do about it.
  */
@@ -394,6 +395,10 @@ int azure_request_setup(struct azure_request *req, CURL *easy)
 	CURLcode e = CURLE_OK;
 #define SET(opt, val) do { if (e == CURLE_OK) e = curl_easy_setopt(easy, opt, val); } while (0)
 	SET(CURLOPT_URL, req->url);
+	/* A blob name is a name, not a path: curl must not resolve "." and
+	 * ".." segments in it (RFC 3986 dot-segment removal), or a name such
+	 * as "set/../../other/x" would be sent, signed, to another container. */
+	SET(CURLOPT_PATH_AS_IS, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SET(CURLOPT_PROTOCOLS_STR, c->conn.http ? "http,https" : "https");
 #else

@@ -6,6 +6,15 @@
  * written under an older blob_path are still found.  A set may also hold a
  * verification.json (set_verify.h) saying when it was last verified.
  * Everything here only reads, except nothing: writers live elsewhere.
+ *
+ * A manifest is data from storage, and whoever can write to the container
+ * can write it: it is checked as hostile input before anything acts on it.
+ * Every blob it names must lie inside its set's folder with no empty, "."
+ * or ".." segment (a server or client that resolves dot segments would
+ * otherwise read another folder or container with our credentials), and
+ * its database and collection names must be names MongoDB accepts (they
+ * become directories and files under restore --to-dir).  A manifest that
+ * breaks any of that is not usable at all: ours never does.
  */
 #ifndef MAB_BACKUP_SET_H
 #define MAB_BACKUP_SET_H
@@ -75,9 +84,33 @@ void sets_load_all(struct azure_client *c, struct set_list *l);
  * their folders' sequence numbers (DATE.10/ before DATE.9/ before DATE/). */
 void sets_sort(struct set_list *l);
 
-/* Parses manifest.json text into s.  0, or -1 with a reason in err. */
+/* Parses manifest.json text into s, and checks every name in it (below).
+ * 0, or -1 with a reason in err. */
 int set_parse_manifest(struct backup_set *s, const char *json, size_t len, char *err,
 		       size_t errlen);
+
+/* MongoDB's limit on "database.collection", in bytes. */
+#define SET_NAMESPACE_MAX 255
+
+/* The checks the manifest's names get; each true, or false with a reason
+ * in why.
+ *
+ * A database name as MongoDB takes it on any platform (what [mongodb]
+ * database is held to): not empty, under 64 bytes, none of / \ . space
+ * " $ * < > : | ? and, because it becomes a directory, no control
+ * character. */
+bool set_valid_database(const char *name, char *why, size_t len);
+/* A collection name as MongoDB takes it (not empty, no '$', not a
+ * "system." collection, which are never backed up) whose namespace in
+ * database db fits SET_NAMESPACE_MAX. */
+bool set_valid_collection(const char *db, const char *name, char *why, size_t len);
+/* A blob name inside folder ("" is the container's root): a valid blob
+ * name below the folder whose every segment is neither empty nor "." or
+ * "..". */
+bool set_blob_in_folder(const char *folder, const char *blob, char *why, size_t len);
+/* A set folder as found in a listing: "" or segments ending in '/', none
+ * empty, "." or "..". */
+bool set_valid_folder(const char *folder);
 
 /* Finds the set an operator named: "latest" (newest; with only_complete,
  * newest complete), a folder ("backups/2026-11-27/", slash optional) or

@@ -35,11 +35,30 @@ static void data_error(struct bson_stream *s, const char *fmt, ...)
 	s->data_error = true;
 }
 
+/* Past what the manifest recorded: a data error that also ends the
+ * stream (see bson_stream.h). */
+static void limit_error(struct bson_stream *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void limit_error(struct bson_stream *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->data_error || s->stopped)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof(s->error), fmt, ap);
+	va_end(ap);
+	s->data_error = true;
+	s->over_limit = true;
+}
+
 int bson_stream_init(struct bson_stream *s, bool hash, bson_stream_doc_fn on_doc, void *ctx)
 {
 	memset(s, 0, sizeof(*s));
 	s->on_doc = on_doc;
 	s->ctx = ctx;
+	s->max_documents = s->max_bson_bytes = s->max_gzip_bytes = -1;
 	/* 15+16: a gzip wrapper and nothing else (a raw zlib stream is not
 	 * what the exporter writes, so it counts as corruption). */
 	if (inflateInit2(&s->z, 15 + 16) != Z_OK)
@@ -58,6 +77,14 @@ fail:
 	bson_stream_free(s);
 	errno = ENOMEM;
 	return -1;
+}
+
+void bson_stream_limit(struct bson_stream *s, int64_t documents, int64_t bson_bytes,
+		       int64_t gzip_bytes)
+{
+	s->max_documents = documents < 0 ? -1 : documents;
+	s->max_bson_bytes = bson_bytes < 0 ? -1 : bson_bytes;
+	s->max_gzip_bytes = gzip_bytes < 0 ? -1 : gzip_bytes;
 }
 
 void bson_stream_free(struct bson_stream *s)
@@ -93,6 +120,25 @@ static int frame(struct bson_stream *s)
 			data_error(s, "document %llu (at BSON byte %llu) claims a length of %u bytes",
 				   (unsigned long long)s->documents + 1,
 				   (unsigned long long)s->bson_bytes, n);
+			break;
+		}
+		/* Judged on the length field alone, before the document is
+		 * waited for: a bomb never gets one document further. */
+		if (s->max_documents >= 0 && s->documents >= (uint64_t)s->max_documents) {
+			limit_error(s, "the blob holds more than the %lld document%s its manifest "
+				    "entry records: document %llu starts at BSON byte %llu",
+				    (long long)s->max_documents, s->max_documents == 1 ? "" : "s",
+				    (unsigned long long)s->documents + 1,
+				    (unsigned long long)s->bson_bytes);
+			break;
+		}
+		if (s->max_bson_bytes >= 0 &&
+		    s->bson_bytes + n > (uint64_t)s->max_bson_bytes) {
+			limit_error(s, "the blob holds more than the %lld BSON bytes its manifest "
+				    "entry records: document %llu, at BSON byte %llu, is %u bytes long",
+				    (long long)s->max_bson_bytes,
+				    (unsigned long long)s->documents + 1,
+				    (unsigned long long)s->bson_bytes, n);
 			break;
 		}
 		if (s->len - off < n)
@@ -159,9 +205,17 @@ int bson_stream_feed(struct bson_stream *s, const void *data, size_t len)
 		start = s->gzip_bytes;
 	}
 	if (len == 0)
-		return s->stopped ? -1 : 0;
+		return s->stopped || s->over_limit ? -1 : 0;
+	if (s->over_limit)
+		return -1;
 	s->started = true;
 	s->gzip_bytes += len;
+	if (s->max_gzip_bytes >= 0 && s->gzip_bytes > (uint64_t)s->max_gzip_bytes) {
+		limit_error(s, "the blob goes on past the %lld bytes its manifest entry records "
+			    "(%llu bytes read)", (long long)s->max_gzip_bytes,
+			    (unsigned long long)s->gzip_bytes);
+		return -1;
+	}
 	if (s->sha256 != NULL && (EVP_DigestUpdate(s->sha256, data, len) != 1 ||
 				  EVP_DigestUpdate(s->md5, data, len) != 1)) {
 		snprintf(s->error, sizeof(s->error), "hashing failed");
@@ -214,7 +268,7 @@ int bson_stream_feed(struct bson_stream *s, const void *data, size_t len)
 		if (s->data_error)
 			break;
 	}
-	return 0;
+	return s->over_limit ? -1 : 0;
 }
 
 static void finish_hashes(struct bson_stream *s, char *sha256_hex, char *md5_b64)

@@ -10,6 +10,16 @@
  * A data error (bad gzip, bad framing, invalid BSON) stops the decoding but
  * not the hashing, so a verifier can still compare the blob's hashes and
  * report both findings.
+ *
+ * Limits (bson_stream_limit) are what the manifest recorded for the blob:
+ * a stream that goes past them is not the backup it claims to be, and may
+ * be a decompression bomb (a few KB of gzip that inflate to gigabytes).
+ * The decoder stops the moment it sees that: when a document's length
+ * field would take it past the recorded BSON bytes or documents (before
+ * the document is buffered or handed out), or the compressed bytes pass
+ * the recorded blob size.  That ends the stream for good (feed returns -1
+ * with over_limit set), hashing included: nothing after it is worth
+ * downloading.
  */
 #ifndef MAB_BSON_STREAM_H
 #define MAB_BSON_STREAM_H
@@ -47,7 +57,13 @@ struct bson_stream {
 	uint64_t bson_bytes;      /* bytes of documents handed out */
 	uint64_t documents;
 
+	/* From the manifest; -1: no limit. */
+	int64_t max_documents;
+	int64_t max_bson_bytes;
+	int64_t max_gzip_bytes;
+
 	bool data_error;          /* the stream itself is bad: see error */
+	bool over_limit;          /* ... because it went past a limit (data_error too) */
 	bool stopped;             /* the callback said stop */
 	char error[512];
 };
@@ -55,8 +71,12 @@ struct bson_stream {
 /* hash: compute SHA-256/MD5 of the compressed bytes.  on_doc may be NULL
  * (count and check only).  0, or -1 when out of memory. */
 int bson_stream_init(struct bson_stream *s, bool hash, bson_stream_doc_fn on_doc, void *ctx);
+/* The manifest's counts for the blob (each < 0: not recorded, no limit). */
+void bson_stream_limit(struct bson_stream *s, int64_t documents, int64_t bson_bytes,
+		       int64_t gzip_bytes);
 /* 0 to go on (check s->data_error), -1 when the callback stopped the
- * stream or memory ran out (s->error says which). */
+ * stream, memory ran out, or the stream went past a limit (over_limit);
+ * s->error says which. */
 int bson_stream_feed(struct bson_stream *s, const void *data, size_t len);
 /* End of input.  0 when the stream was whole: every gzip member complete
  * with a good CRC, no partial document left.  -1 with s->error otherwise.

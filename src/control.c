@@ -7,6 +7,12 @@
  * checks (length, one line, printable, known command, no arguments, the
  * permission table) before any handler sees it, as OpenSSH's monitor and
  * chrony's cmdmon do.  Peers are identified by SO_PEERCRED when they connect.
+ *
+ * The slots are shared fairly (limits in control.h): a member of the control
+ * group may only read, but it could hold every slot with idle connections
+ * and starve root's run and cancel; so other uids get a few slots each and
+ * never the reserved ones, and a connection that sits idle while others
+ * wait is the first to go.
  */
 #include "config.h"
 
@@ -36,6 +42,10 @@
 /* Connections accepted per control_handle() call, so a flood cannot starve
  * the rest of the event loop. */
 #define ACCEPT_BURST 64
+/* Refusals and evictions are logged at most this often (with a count of
+ * the ones in between): a peer that reconnects in a loop must not flood
+ * the log. */
+#define PRESSURE_LOG_MS 60000
 
 enum client_phase { CLIENT_FREE, CLIENT_READING, CLIENT_WRITING };
 
@@ -45,6 +55,9 @@ struct control_client {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
+	bool privileged;		/* root or the daemon's user */
+	uint64_t serial;		/* order of acceptance: lower is older */
+	int64_t accepted;		/* monotonic ms */
 	int64_t deadline;		/* monotonic ms */
 	/* One byte more than a request may have, to see that it is too long. */
 	char req[CONTROL_REQUEST_MAX + 1];
@@ -64,6 +77,9 @@ struct control_server {
 	char *group;
 	int timeout_ms;
 	int64_t accept_paused_until;	/* monotonic ms, 0 when accepting */
+	uint64_t next_serial;
+	int64_t pressure_logged_at;	/* monotonic ms, 0: never */
+	unsigned long pressure_unlogged;
 	struct control_handlers h;
 	struct control_client clients[CONTROL_MAX_CLIENTS];
 };
@@ -481,21 +497,137 @@ static void client_read(struct control_server *srv, struct control_client *c)
 	client_reply(srv, c, &r);
 }
 
-static void busy_reply(int fd)
+/* "ERROR 500 busy: why" on a connection that is about to be closed.  A
+ * fresh or idle socket's buffer holds this line; if not, the peer gets EOF,
+ * which says as much. */
+static void busy_reply(int fd, const char *why)
 {
-	static const char busy[] = "ERROR 500 busy\n";
+	char line[256];
+	int n = snprintf(line, sizeof(line), "ERROR 500 busy: %s\n", why);
 
-	/* A fresh socket's buffer holds this line; if not, the peer gets EOF. */
-	if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = snprintf(line, sizeof(line), "ERROR 500 busy\n");
+	if (n > 0 && send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		msg_debug("control: busy reply: %s", strerror(errno));
+}
+
+static void note_pressure(struct control_server *srv, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A refused or evicted connection: a notice now and then, debug always. */
+static void note_pressure(struct control_server *srv, const char *fmt, ...)
+{
+	int64_t now = now_ms();
+	char msg[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (srv->pressure_logged_at != 0 && now - srv->pressure_logged_at < PRESSURE_LOG_MS) {
+		srv->pressure_unlogged++;
+		msg_debug("control: %s", msg);
+		return;
+	}
+	if (srv->pressure_unlogged > 0)
+		msg_notice("control: %s (and %lu more refused or closed connections since the "
+			   "last such message)", msg, srv->pressure_unlogged);
+	else
+		msg_notice("control: %s", msg);
+	srv->pressure_logged_at = now;
+	srv->pressure_unlogged = 0;
+}
+
+/* Closes c to give its slot to a newcomer, telling c why if it has not
+ * been answered yet (a reply half sent is just cut). */
+static void evict(struct control_server *srv, struct control_client *c, uid_t for_uid)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "idle connection closed to make room for uid %lu",
+		 (unsigned long)for_uid);
+	if (c->phase == CLIENT_READING)
+		busy_reply(c->fd, why);
+	note_pressure(srv, "closed a connection of uid %lu pid %ld (%s, %lld ms old) to make "
+		      "room for uid %lu", (unsigned long)c->uid, (long)c->pid,
+		      c->phase == CLIENT_READING ? "no request yet" : "reply not taken",
+		      (long long)(now_ms() - c->accepted), (unsigned long)for_uid);
+	client_close(c);
+}
+
+/* The connection to close for a newcomer when no slot is left: never a
+ * privileged peer's.  For a privileged newcomer, the oldest connection of
+ * another uid, one still waiting for its request before one being
+ * answered; for another uid, only one that has been connected for
+ * CONTROL_IDLE_EVICT_MS without sending its request, which no client that
+ * means to ask anything does.  NULL if there is none. */
+static struct control_client *eviction_victim(struct control_server *srv, bool privileged_peer)
+{
+	struct control_client *best = NULL;
+	int64_t idle_before = now_ms() - CONTROL_IDLE_EVICT_MS;
+
+	for (size_t k = 0; k < CONTROL_MAX_CLIENTS; k++) {
+		struct control_client *c = &srv->clients[k];
+
+		if (c->phase == CLIENT_FREE || c->privileged)
+			continue;
+		if (!privileged_peer && (c->phase != CLIENT_READING || c->accepted > idle_before))
+			continue;
+		if (best == NULL ||
+		    (c->phase == CLIENT_READING && best->phase != CLIENT_READING) ||
+		    (c->phase == best->phase && c->serial < best->serial))
+			best = c;
+	}
+	return best;
+}
+
+/* A slot for a peer with this uid, or NULL with the reason in why. */
+static struct control_client *admit(struct control_server *srv, uid_t uid, bool priv,
+				    char *why, size_t whylen)
+{
+	struct control_client *slot = NULL, *victim;
+	size_t same_uid = 0, unprivileged = 0;
+
+	for (size_t k = 0; k < CONTROL_MAX_CLIENTS; k++) {
+		struct control_client *c = &srv->clients[k];
+
+		if (c->phase == CLIENT_FREE) {
+			if (slot == NULL)
+				slot = c;
+			continue;
+		}
+		if (c->uid == uid)
+			same_uid++;
+		if (!c->privileged)
+			unprivileged++;
+	}
+	if (!priv && same_uid >= CONTROL_MAX_PER_UID) {
+		/* Its own connections are its problem: no eviction for it. */
+		snprintf(why, whylen, "uid %lu has %zu connections open already (at most %d per "
+			 "user)", (unsigned long)uid, same_uid, CONTROL_MAX_PER_UID);
+		return NULL;
+	}
+	if (priv ? slot != NULL :
+		   slot != NULL && unprivileged < CONTROL_MAX_CLIENTS - CONTROL_RESERVED_CLIENTS)
+		return slot;
+	victim = eviction_victim(srv, priv);
+	if (victim != NULL) {
+		evict(srv, victim, uid);
+		return victim;
+	}
+	snprintf(why, whylen, "%s", priv ? "every connection is taken by root or the daemon's user" :
+		 "too many connections from users other than root and the daemon's");
+	return NULL;
 }
 
 static void accept_clients(struct control_server *srv)
 {
 	for (int i = 0; i < ACCEPT_BURST; i++) {
-		struct control_client *c = NULL;
+		struct control_client *c;
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
+		char why[160];
+		bool priv;
 		int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd < 0) {
@@ -511,21 +643,20 @@ static void accept_clients(struct control_server *srv)
 			}
 			return;
 		}
-		for (size_t k = 0; k < CONTROL_MAX_CLIENTS; k++) {
-			if (srv->clients[k].phase == CLIENT_FREE) {
-				c = &srv->clients[k];
-				break;
-			}
-		}
-		if (c == NULL) {
-			busy_reply(fd);
-			close(fd);
-			continue;
-		}
+		/* Who it is decides whether it gets a slot. */
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
 		    len != sizeof(cred)) {
 			/* Without credentials nothing can be permitted. */
 			msg_warn("control: SO_PEERCRED: %s", strerror(errno));
+			close(fd);
+			continue;
+		}
+		priv = privileged(srv, cred.uid);
+		c = admit(srv, cred.uid, priv, why, sizeof(why));
+		if (c == NULL) {
+			note_pressure(srv, "refused a connection from uid %lu pid %ld: %s",
+				      (unsigned long)cred.uid, (long)cred.pid, why);
+			busy_reply(fd, why);
 			close(fd);
 			continue;
 		}
@@ -535,7 +666,10 @@ static void accept_clients(struct control_server *srv)
 		c->pid = cred.pid;
 		c->uid = cred.uid;
 		c->gid = cred.gid;
-		c->deadline = now_ms() + srv->timeout_ms;
+		c->privileged = priv;
+		c->serial = srv->next_serial++;
+		c->accepted = now_ms();
+		c->deadline = c->accepted + srv->timeout_ms;
 	}
 }
 

@@ -14,7 +14,7 @@
  *             cancel -> {"run_id": ...}.
  * Who may do what (SO_PEERCRED): ping, status and metrics: root, the
  * daemon's own uid, and members of [control] group; run and cancel: root and
- * the daemon's own uid only.
+ * the daemon's own uid only.  How many connections each may hold: below.
  */
 #ifndef MAB_CONTROL_H
 #define MAB_CONTROL_H
@@ -26,6 +26,19 @@
 #define CONTROL_REQUEST_MAX 256
 #define CONTROL_REQUEST_TIMEOUT_MS 5000
 #define CONTROL_MAX_CLIENTS 32
+/* Fairness (SO_PEERCRED uids): a uid other than root and the daemon's own
+ * may hold at most CONTROL_MAX_PER_UID connections at once, and all such
+ * uids together at most CONTROL_MAX_CLIENTS - CONTROL_RESERVED_CLIENTS, so
+ * that root's run and cancel always find a slot.  When no slot is left for
+ * root or the daemon's user, the oldest connection of another uid is closed
+ * to make room (one still without a request before one being answered);
+ * for another uid under its limit, the oldest connection of such a uid
+ * that has been open CONTROL_IDLE_EVICT_MS without a request.  A refused
+ * connection, and an evicted one without a request, get
+ * "ERROR 500 busy: <why>" before the server closes it. */
+#define CONTROL_MAX_PER_UID 4
+#define CONTROL_RESERVED_CLIENTS 8
+#define CONTROL_IDLE_EVICT_MS 1000
 
 struct control_handlers {
 	void *ctx;

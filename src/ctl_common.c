@@ -117,6 +117,18 @@ int ctl_pick_set(struct ctl_store *st, const char *name, bool only_complete, boo
 			l->n == 0 ? " (it holds no backup sets)" : "");
 		return CTL_FAILED;
 	}
+	/* "latest" passes over a newer set whose manifest is unusable (a
+	 * hostile one among them): say so, or an older backup would be taken
+	 * without a word. */
+	if (!load_all && strcmp(name, "latest") == 0)
+		for (long i = 0; i < *idx; i++) {
+			char what[1024];
+			if (l->sets[i].loaded || l->sets[i].load_error == NULL)
+				continue;
+			ctl_err("warning: passing over %s: %s",
+				ctl_clean(l->sets[i].folder, why, sizeof(why)),
+				ctl_clean(l->sets[i].load_error, what, sizeof(what)));
+		}
 	if (!l->sets[*idx].loaded && l->sets[*idx].load_error == NULL)
 		set_load(st->client, &l->sets[*idx]);
 	return CTL_OK;

@@ -5,9 +5,11 @@
  *           --to-dir DIR) [--to-db DB] [--drop] [--no-indexes] [--dry-run]
  *
  * Everything that can be known before writing is checked before writing:
- * the set and each collection's manifest entry, that every data blob is
- * there with the size the manifest says, that every metadata blob is there
- * and parses, and (MongoDB targets) that the server answers and no target
+ * the set and each collection's manifest entry (its names were checked as
+ * hostile input when the manifest was read, backup_set.h; here the
+ * namespaces in the target database), that every data blob is there with
+ * the size the manifest says, that every metadata blob is there and
+ * parses, and (MongoDB targets) that the server answers and no target
  * collection holds documents unless --drop.  Only then is anything
  * written.  What can only show while streaming (a corrupt or truncated
  * blob, a server that drops the connection or refuses a document) ends
@@ -154,7 +156,7 @@ void restore_print_item(struct restore *rs, const struct restore_item *it)
 			       "was removed)", (unsigned long long)it->documents);
 		else
 			printf("nothing written");
-		if (ok && it->metadata != NULL)
+		if (ok && it->with_metadata)
 			printf(" + metadata.json");
 	} else if (it->started) {
 		printf("%llu inserted, %llu failed", (unsigned long long)it->inserted,
@@ -185,7 +187,7 @@ static void print_plan(struct restore *rs)
 		       it->c->documents == 1 ? "" : "s",
 		       ctl_bytes((uint64_t)it->c->bson_bytes, b, sizeof(b)),
 		       ctl_bytes((uint64_t)it->c->gzip_bytes, c, sizeof(c)));
-		if (it->metadata != NULL)
+		if (it->with_metadata)
 			printf(", %d index%s besides _id_", it->n_indexes,
 			       it->n_indexes == 1 ? "" : "es");
 		if (rs->to_dir != NULL) {
@@ -290,8 +292,82 @@ oom:
 	return CTL_FAILED;
 }
 
+int restore_load_metadata(struct restore *rs, struct restore_item *it)
+{
+	const struct set_coll *c = it->c;
+	struct azure_error err;
+	char *gz = NULL, why[512];
+	size_t gz_len;
+	bson_t *meta;
+	int n, r = -1;
+
+	restore_free_metadata(it);
+	if (c->metadata_blob == NULL) {
+		restore_problem(it, "the manifest names no metadata blob (--no-indexes restores "
+				"the documents alone)");
+		return -1;
+	}
+	if (blob_fetch_small(rs->st->client, c->metadata_blob, METADATA_JSON_MAX, &gz, &gz_len,
+			     &err) != 0) {
+		if (err.err_class != NULL && strcmp(err.err_class, ERR_CLASS_NOTFOUND) == 0)
+			restore_problem(it, "metadata blob %s does not exist (--no-indexes restores "
+					"the documents alone)", c->metadata_blob);
+		else
+			restore_problem(it, "cannot read metadata blob %s: %s", c->metadata_blob,
+					err.message);
+		goto out;
+	}
+	/* The cap holds inflated too: a few KB of gzip can be gigabytes. */
+	if (gunzip_buffer(gz, gz_len, METADATA_JSON_MAX, &it->metadata, &it->metadata_len, why,
+			  sizeof(why)) != 0) {
+		restore_problem(it, "metadata blob %s: %s", c->metadata_blob, why);
+		goto out;
+	}
+	/* Parsed here, not only in check_blobs: the blob may have changed
+	 * since. */
+	if ((meta = metadata_parse(it->metadata, it->metadata_len, &n, why, sizeof(why))) == NULL) {
+		restore_problem(it, "metadata blob %s: %s", c->metadata_blob, why);
+		goto out;
+	}
+	it->n_indexes = metadata_buildable(meta);
+	bson_destroy(meta);
+	r = 0;
+out:
+	if (r != 0)
+		restore_free_metadata(it);
+	free(gz);
+	return r;
+}
+
+void restore_free_metadata(struct restore_item *it)
+{
+	free(it->metadata);
+	it->metadata = NULL;
+	it->metadata_len = 0;
+}
+
+/* Names the target gives the collections: the namespace in the target
+ * database (--to-db may be longer than the backup's).  The manifest's own
+ * names were checked when it was read (backup_set.h). */
+static size_t check_names(struct restore *rs)
+{
+	char why[256];
+	size_t bad = 0;
+
+	for (size_t i = 0; i < rs->n; i++) {
+		struct restore_item *it = &rs->items[i];
+
+		if (set_valid_collection(rs->to_db, it->c->name, why, sizeof(why)))
+			continue;
+		restore_problem(it, "%s", why);
+		it->result = "failed";
+		bad++;
+	}
+	return bad;
+}
+
 /* Every data blob there with its recorded size; every metadata blob there
- * and sound.  Reads only small things. */
+ * and sound.  Reads only small things, and holds none of them after. */
 static size_t check_blobs(struct restore *rs)
 {
 	struct azure_client *client = rs->st->client;
@@ -302,10 +378,7 @@ static size_t check_blobs(struct restore *rs)
 		const struct set_coll *c = it->c;
 		struct azure_blob_item props;
 		struct azure_error err;
-		char *gz = NULL, why[512];
-		size_t gz_len;
-		bson_t *meta;
-		int n;
+		bool was_bad = it->result != NULL;
 
 		if (azure_get_properties(client, c->blob, &props, &err) != 0) {
 			if (err.err_class != NULL && strcmp(err.err_class, ERR_CLASS_NOTFOUND) == 0)
@@ -321,36 +394,16 @@ static size_t check_blobs(struct restore *rs)
 			azure_blob_item_free(&props);
 		}
 		if (!rs->no_indexes) {
-			if (c->metadata_blob == NULL) {
-				restore_problem(it, "the manifest names no metadata blob (--no-indexes "
-						"restores the documents alone)");
-			} else if (blob_fetch_small(client, c->metadata_blob, METADATA_JSON_MAX, &gz,
-						    &gz_len, &err) != 0) {
-				if (err.err_class != NULL &&
-				    strcmp(err.err_class, ERR_CLASS_NOTFOUND) == 0)
-					restore_problem(it, "metadata blob %s does not exist "
-							"(--no-indexes restores the documents alone)",
-							c->metadata_blob);
-				else
-					restore_problem(it, "cannot read metadata blob %s: %s",
-							c->metadata_blob, err.message);
-			} else if (gunzip_buffer(gz, gz_len, METADATA_JSON_MAX, &it->metadata,
-						 &it->metadata_len, why, sizeof(why)) != 0) {
-				restore_problem(it, "metadata blob %s: %s", c->metadata_blob, why);
-			} else if ((meta = metadata_parse(it->metadata, it->metadata_len, &n, why,
-							  sizeof(why))) == NULL) {
-				restore_problem(it, "metadata blob %s: %s", c->metadata_blob, why);
-				free(it->metadata);
-				it->metadata = NULL;
-			} else {
-				it->n_indexes = metadata_buildable(meta);
-				bson_destroy(meta);
-			}
-			free(gz);
+			/* Checked now, read again when the collection's turn comes:
+			 * holding every collection's at once is what a manifest
+			 * naming one huge metadata blob many times would exploit. */
+			it->with_metadata = restore_load_metadata(rs, it) == 0;
+			restore_free_metadata(it);
 		}
 		if (it->problem[0]) {
 			it->result = "failed";
-			bad++;
+			if (!was_bad)
+				bad++;
 		}
 	}
 	return bad;
@@ -449,7 +502,7 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 	char **names = NULL;
 	size_t n_names = 0, bad;
 	bool have_signals = false;
-	char a[512], b[64], c[512];
+	char a[1024], b[64], c[512];
 	long idx;
 	int opt, r = CTL_USAGE;
 
@@ -508,8 +561,16 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 				    "overwrites a file");
 		goto out;
 	}
+	if (rs.to_dir != NULL && *rs.to_dir == '\0') {
+		r = ctl_usage_error("restore: --to-dir needs a directory");
+		goto out;
+	}
 	if (rs.to_db != NULL && *rs.to_db == '\0') {
 		r = ctl_usage_error("restore: --to-db needs a database name");
+		goto out;
+	}
+	if (rs.to_db != NULL && !set_valid_database(rs.to_db, c, sizeof(c))) {
+		r = ctl_usage_error("restore: --to-db: %s", c);
 		goto out;
 	}
 	if (uri_file != NULL && (rs.to_uri = read_uri_file(uri_file)) == NULL) {
@@ -527,7 +588,8 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 		goto out;
 	rs.set = &l.sets[idx];
 	if (!rs.set->loaded) {
-		ctl_err("%s", rs.set->load_error ? rs.set->load_error : "cannot read the manifest");
+		ctl_err("%s; nothing was restored", ctl_clean(rs.set->load_error ? rs.set->load_error :
+			"cannot read the manifest", a, sizeof(a)));
 		r = CTL_FAILED;
 		goto out;
 	}
@@ -554,7 +616,8 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 	}
 	have_signals = true;
 
-	bad = check_blobs(&rs);
+	bad = check_names(&rs);
+	bad += check_blobs(&rs);
 	bad += rs.to_dir ? restore_dir_check(&rs) : restore_mongo_preflight(&rs);
 	if (restore_interrupted) {
 		printf("interrupted before anything was written\n");

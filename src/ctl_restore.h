@@ -3,6 +3,13 @@
  * prints the report, ctl_restore_mongo.c runs download-blob |
  * import-collection per collection, ctl_restore_dir.c writes mongodump's
  * directory layout.
+ *
+ * What restore holds stays bounded whatever the manifest says: a
+ * collection's metadata is read (at most METADATA_JSON_MAX inflated) when
+ * it is checked and again when that collection is restored, and let go in
+ * between, so N entries naming one huge metadata blob cost one at a time;
+ * documents stream through with the manifest's counts as limits
+ * (bson_stream_limit).
  */
 #ifndef MAB_CTL_RESTORE_H
 #define MAB_CTL_RESTORE_H
@@ -18,7 +25,8 @@
 
 struct restore_item {
 	const struct set_coll *c;
-	char *metadata;               /* plain metadata.json, NULL with --no-indexes */
+	bool with_metadata;           /* restored with its metadata (not --no-indexes) */
+	char *metadata;               /* plain metadata.json, only while it is used */
 	size_t metadata_len;
 	int n_indexes;                /* in the metadata, besides _id_ */
 
@@ -66,6 +74,12 @@ size_t restore_mongo_run(struct restore *rs);
  * nothing would be overwritten.  Return the number that failed. */
 size_t restore_dir_check(struct restore *rs);
 size_t restore_dir_run(struct restore *rs);
+
+/* Reads the item's metadata blob into it->metadata: gunzipped (at most
+ * METADATA_JSON_MAX) and checked; n_indexes set.  0, or -1 with the reason
+ * added to it->problem (ctl_restore.c).  restore_free_metadata lets it go. */
+int restore_load_metadata(struct restore *rs, struct restore_item *it);
+void restore_free_metadata(struct restore_item *it);
 
 /* Progress and verdict lines (ctl_restore.c). */
 void restore_progress(struct restore *rs, const struct restore_item *it, uint64_t documents,

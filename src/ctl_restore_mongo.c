@@ -9,10 +9,12 @@
  * the configuration's [limits].  The target URI reaches import-collection
  * in its environment (MONGODB_URI), set only around its spawn, never in an
  * argv; the collection's metadata.json goes to it as a sealed memfd on
- * fd 4.  We read import-collection's status records (import_status.h) for
- * progress and for exactly what was written, and both children's stderr
- * through pipes: warnings are passed on, the last error names what went
- * wrong in the report.
+ * fd 4 (read from storage for that spawn and let go once the memfd holds
+ * it); the manifest's counts go with --expect, and import-collection stops
+ * the moment the stream passes them.  We read import-collection's status
+ * records (import_status.h) for progress and for exactly what was written,
+ * and both children's stderr through pipes: warnings are passed on, the
+ * last error names what went wrong in the report.
  */
 #include "config.h"
 
@@ -420,18 +422,33 @@ static int run_pair(struct restore *rs, struct restore_item *it, bool dry_run)
 		restore_problem(it, "cannot create pipes: %s", strerror(errno));
 		goto fail;
 	}
-	if (it->metadata != NULL && (meta_fd = metadata_memfd(it)) < 0) {
-		restore_problem(it, "cannot pass the metadata on: %s", strerror(errno));
-		goto fail;
+	/* The dry run only looks at the target: no metadata needed. */
+	if (!dry_run && it->with_metadata) {
+		if (restore_load_metadata(rs, it) != 0)
+			goto fail;
+		meta_fd = metadata_memfd(it);
+		int e = errno;
+		restore_free_metadata(it);
+		if (meta_fd < 0) {
+			restore_problem(it, "cannot pass the metadata on: %s", strerror(e));
+			goto fail;
+		}
 	}
 
-	char *iargv[16];
+	char *iargv[16], expect[128];
 	int n = 0;
 	iargv[n++] = "import-collection";
 	iargv[n++] = "--database";
 	iargv[n++] = (char *)rs->to_db;
 	iargv[n++] = "--status-fd";
 	iargv[n++] = "3";
+	if (!dry_run) {
+		snprintf(expect, sizeof(expect), "documents=%lld,bson_bytes=%lld,gzip_bytes=%lld",
+			 (long long)it->c->documents, (long long)it->c->bson_bytes,
+			 (long long)it->c->gzip_bytes);
+		iargv[n++] = "--expect";
+		iargv[n++] = expect;
+	}
 	if (meta_fd >= 0) {
 		iargv[n++] = "--metadata-fd";
 		iargv[n++] = "4";

@@ -7,6 +7,11 @@
  * written, so no byte is written twice.  A whole-blob download is checked
  * against the blob's Content-MD5 when it has one.  Exit: 0 done, 1 failed,
  * 2 usage/config, 3 the reader of stdout went away (EPIPE).
+ *
+ * A name with an empty, "." or ".." segment is refused: the restore that
+ * runs us takes names from a manifest, and a server that resolved such
+ * segments itself would read another folder or container with our
+ * credentials (the request goes out as named: CURLOPT_PATH_AS_IS).
  */
 #include "config.h"
 
@@ -24,6 +29,7 @@
 #include "blob_tool.h"
 #include "child_status.h"
 #include "log.h"
+#include "no_core.h"
 #include "xio.h"
 
 struct sink {
@@ -43,6 +49,21 @@ static int write_out(void *ctx, const void *data, size_t len)
 	}
 	s->written += len;
 	return 0;
+}
+
+/* No empty, "." or ".." segment between the slashes. */
+static bool plain_segments(const char *name)
+{
+	for (const char *seg = name;;) {
+		size_t n = strcspn(seg, "/");
+
+		if (n == 0 || (n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			return false;
+		if (seg[n] == '\0')
+			return true;
+		seg += n + 1;
+	}
 }
 
 static void usage(FILE *out)
@@ -72,6 +93,8 @@ int main(int argc, char **argv)
 	char why[512];
 	int opt, rc = CHILD_EXIT_USAGE;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	memset(&cfg, 0, sizeof(cfg));
 	log_open("download-blob", LOG_TARGET_STDERR, LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
@@ -111,6 +134,10 @@ int main(int argc, char **argv)
 	blob = argv[optind];
 	if (!azure_valid_blob_name(blob)) {
 		msg_error("blob name '%s' is not valid", blob);
+		goto out;
+	}
+	if (!plain_segments(blob)) {
+		msg_error("blob name '%s' has an empty, '.' or '..' segment; refused", blob);
 		goto out;
 	}
 	have_cfg = true;

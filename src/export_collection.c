@@ -34,6 +34,7 @@
 #include "gzip_out.h"
 #include "log.h"
 #include "mab_config.h"
+#include "no_core.h"
 #include "xio.h"
 
 #define PROGRESS_INTERVAL_NS (250 * 1000 * 1000LL)
@@ -657,6 +658,8 @@ int main(int argc, char **argv)
 	bson_error_t error;
 	int opt, r = CHILD_EXIT_USAGE;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	log_open("export-collection", LOG_TARGET_STDERR, LOG_INFO);
 	while ((opt = getopt_long(argc, argv, "c:h", long_opts, NULL)) != -1) {
 		switch (opt) {

@@ -2,7 +2,8 @@
  * on stdin into one MongoDB collection.
  *
  *   MONGODB_URI=... import-collection --database DB [--status-fd N]
- *       [--metadata-fd N] [--drop] [--dry-run] [--no-indexes] COLLECTION
+ *       [--metadata-fd N] [--expect documents=N,bson_bytes=N,gzip_bytes=N]
+ *       [--drop] [--dry-run] [--no-indexes] COLLECTION
  *
  * The restore side of export-collection, and like it the only kind of
  * program here that links libmongoc.  The target URI comes from the
@@ -17,6 +18,10 @@
  * most IMPORT_BATCH_DOCS / IMPORT_BATCH_BYTES; the first batch the server
  * refuses part of ends the import.  Then the metadata's indexes are built
  * (all but _id_).  The metadata comes on --metadata-fd as plain JSON.
+ * --expect gives the manifest's counts for the blob: the stream is stopped
+ * the moment it goes past any of them (a decompression bomb inserts
+ * nothing beyond what the manifest promised, and usually nothing at all,
+ * since a batch not yet sent is never sent after a failure).
  * Progress and one result record go to --status-fd (import_status.h),
  * saying exactly what was written.  Exit: 0 done, 1 failed, 2 usage,
  * 3 stopped by a signal.
@@ -39,6 +44,7 @@
 #include "import_status.h"
 #include "log.h"
 #include "metadata_json.h"
+#include "no_core.h"
 
 #define PROGRESS_INTERVAL_NS (250 * 1000 * 1000LL)
 #define READ_CHUNK (256 * 1024)
@@ -48,6 +54,7 @@ static volatile sig_atomic_t stop_signal;
 struct import {
 	const char *database, *collection;
 	int status_fd;
+	int64_t expect_documents, expect_bson_bytes, expect_gzip_bytes;   /* -1: none */
 	bool drop, dry_run, no_indexes;
 	bson_t *meta;
 	mongoc_client_t *client;
@@ -395,6 +402,8 @@ static int import_documents(struct import *im, char *sha256, char *md5)
 	int r = -1;
 
 	im->next_progress = now_ns() + PROGRESS_INTERVAL_NS;
+	bson_stream_limit(&im->bs, im->expect_documents, im->expect_bson_bytes,
+			  im->expect_gzip_bytes);
 	for (;;) {
 		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR && !stop_signal)
@@ -411,7 +420,10 @@ static int import_documents(struct import *im, char *sha256, char *md5)
 		if (n == 0)
 			break;
 		if (bson_stream_feed(&im->bs, buf, (size_t)n) != 0) {
-			fail(im, ERR_CLASS_LOCAL, "%s", im->bs.error);
+			if (im->bs.over_limit)
+				fail(im, IMPORT_CLASS_DATA, "stopped: %s", im->bs.error);
+			else
+				fail(im, ERR_CLASS_LOCAL, "%s", im->bs.error);
 			goto out;
 		}
 		if (im->bs.data_error) {
@@ -577,11 +589,45 @@ static void usage(FILE *fp)
 {
 	fprintf(fp,
 		"Usage: import-collection --database DB [--status-fd N] [--metadata-fd N]\n"
+		"                         [--expect documents=N,bson_bytes=N,gzip_bytes=N]\n"
 		"                         [--drop] [--dry-run] [--no-indexes] COLLECTION\n"
 		"Inserts the gzip-compressed mongodump .bson stream on stdin into DB.COLLECTION\n"
 		"of the MongoDB named by the MONGODB_URI environment variable, then builds the\n"
 		"indexes of the metadata.json read from --metadata-fd.  A collection that holds\n"
-		"documents is refused unless --drop.  --dry-run only reports the target.\n");
+		"documents is refused unless --drop.  --dry-run only reports the target.\n"
+		"--expect: the backup's counts; a stream that goes past one is stopped there.\n");
+}
+
+/* "documents=N,bson_bytes=N,gzip_bytes=N", any of them, in any order; a
+ * negative N (the manifest did not record it) sets no limit.  0, or -1. */
+static int parse_expect(struct import *im, const char *text)
+{
+	const char *p = text;
+
+	while (*p != '\0') {
+		size_t key = strcspn(p, "=,");
+		int64_t *to;
+		char *end;
+		long long v;
+
+		if (key == 9 && strncmp(p, "documents", 9) == 0)
+			to = &im->expect_documents;
+		else if (key == 10 && strncmp(p, "bson_bytes", 10) == 0)
+			to = &im->expect_bson_bytes;
+		else if (key == 10 && strncmp(p, "gzip_bytes", 10) == 0)
+			to = &im->expect_gzip_bytes;
+		else
+			return -1;
+		if (p[key] != '=')
+			return -1;
+		errno = 0;
+		v = strtoll(p + key + 1, &end, 10);
+		if (errno != 0 || end == p + key + 1 || (*end != ',' && *end != '\0'))
+			return -1;
+		*to = v < 0 ? -1 : v;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 0;
 }
 
 static int parse_fd(const char *text)
@@ -598,6 +644,7 @@ int main(int argc, char **argv)
 		{ "database", required_argument, NULL, 'd' },
 		{ "status-fd", required_argument, NULL, 's' },
 		{ "metadata-fd", required_argument, NULL, 'm' },
+		{ "expect", required_argument, NULL, 'e' },
 		{ "drop", no_argument, NULL, 'D' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "no-indexes", no_argument, NULL, 'I' },
@@ -605,12 +652,15 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct import im = { .status_fd = -1 };
+	struct import im = { .status_fd = -1, .expect_documents = -1, .expect_bson_bytes = -1,
+			     .expect_gzip_bytes = -1 };
 	char sha256[BSON_STREAM_SHA256_HEX] = "", md5[BSON_STREAM_MD5_B64] = "";
 	struct sigaction sa;
 	int metadata_fd = -1, opt, r = CHILD_EXIT_USAGE;
 	bool mongoc_ready = false;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	log_open("import-collection", LOG_TARGET_STDERR, LOG_INFO);
 	while ((opt = getopt_long(argc, argv, "d:h", long_opts, NULL)) != -1) {
 		switch (opt) {
@@ -624,6 +674,13 @@ int main(int argc, char **argv)
 		case 'm':
 			if ((metadata_fd = parse_fd(optarg)) < 0) {
 				msg_error("--metadata-fd '%s' is not a file descriptor", optarg);
+				return CHILD_EXIT_USAGE;
+			}
+			break;
+		case 'e':
+			if (parse_expect(&im, optarg) != 0) {
+				msg_error("--expect '%s' is not documents=N,bson_bytes=N,gzip_bytes=N",
+					  optarg);
 				return CHILD_EXIT_USAGE;
 			}
 			break;

@@ -12,9 +12,14 @@
 #include <bson/bson.h>
 #include <stddef.h>
 
-/* A metadata.json holds indexes, validators and options: a few KB, but a
- * validator may be large.  More than this is not one of ours. */
-#define METADATA_JSON_MAX (64u << 20)
+/* A metadata.json holds indexes, validators and options: a few KB.  A
+ * validator may be large, but options and indexes live in one catalog
+ * document that mongod caps at 16 MiB of BSON, and no real one comes near
+ * it; more than this, compressed or inflated, is not one of ours.  It is
+ * also the most a restore or verify holds for a metadata blob, one
+ * collection at a time however many manifest entries name the blob: a few
+ * KB of gzip can inflate to gigabytes. */
+#define METADATA_JSON_MAX (16u << 20)
 
 /* Parses and checks: a JSON object whose "indexes" is an array of objects
  * each with a "key" object and a "name" string; "options", when present,

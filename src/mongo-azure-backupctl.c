@@ -34,6 +34,7 @@
 #include "ctl_commands.h"
 #include "iso8601.h"
 #include "mab_config.h"
+#include "no_core.h"
 
 #define PROG "mongo-azure-backupctl"
 
@@ -1224,6 +1225,8 @@ int main(int argc, char **argv)
 	struct ctl c = { .conf_path = MAB_DEFAULT_CONFIG };
 	int opt, r;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	/* "+": options after the command belong to the command. */
 	while ((opt = getopt_long(argc, argv, "+c:s:h", opts, NULL)) != -1) {
 		switch (opt) {

@@ -32,6 +32,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "mab_config.h"
+#include "no_core.h"
 #include "spawn.h"
 
 #define MAX_POLL_FDS 1024
@@ -233,6 +234,8 @@ int main(int argc, char **argv)
 	struct mab_config cfg;
 	int opt, problems;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	while ((opt = getopt_long(argc, argv, "c:fth", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': conf_path = optarg; break;

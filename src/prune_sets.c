@@ -38,6 +38,7 @@
 #include "child_status.h"
 #include "log.h"
 #include "manifest.h"
+#include "no_core.h"
 #include "retention.h"
 
 /* Manifests are a few KiB; anything this big is not one of ours. */
@@ -346,6 +347,8 @@ int main(int argc, char **argv)
 	int opt, r, rc = CHILD_EXIT_USAGE;
 	uint64_t fdnum;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	memset(&cfg, 0, sizeof(cfg));
 	log_open("prune-sets", LOG_TARGET_STDERR, LOG_INFO);
 	/* libcurl with CURLOPT_NOSIGNAL leaves SIGPIPE to us. */

@@ -1,5 +1,11 @@
 /* set_verify.c - stream every blob of a set through the checks, judge,
  * and write the verification record.
+ *
+ * The blobs are not trusted to be what the manifest says: a data blob is
+ * decoded with the manifest's counts as limits and abandoned the moment it
+ * goes past them (a decompression bomb costs one inflate chunk, not its
+ * full size), and a metadata blob is held, inflated, up to
+ * METADATA_JSON_MAX, one collection at a time.
  */
 #include "config.h"
 
@@ -109,7 +115,8 @@ static int data_sink(void *ctx, const void *data, size_t len)
 	struct data_ctx *d = ctx;
 
 	if (bson_stream_feed(&d->bs, data, len) != 0) {
-		errno = ENOMEM;
+		/* Past the manifest's counts: nothing further is worth reading. */
+		errno = d->bs.over_limit ? EFBIG : ENOMEM;
 		return -1;
 	}
 	if (d->hooks != NULL && d->hooks->progress != NULL) {
@@ -206,9 +213,17 @@ static void verify_data(struct azure_client *c, const struct set_coll *sc,
 		finding(v, "error", "out of memory");
 		return;
 	}
+	/* Only what the run recorded as backed up has counts to hold it to. */
+	if (strcmp(sc->result, "ok") == 0)
+		bson_stream_limit(&d.bs, sc->documents, sc->bson_bytes, sc->gzip_bytes);
 	d.next_progress = now_ns() + PROGRESS_INTERVAL_NS;
 	if (azure_get_blob(c, sc->blob, 0, data_sink, &d, &props, &err) != 0) {
-		if (err.err_class != NULL && strcmp(err.err_class, ERR_CLASS_NOTFOUND) == 0)
+		if (d.bs.over_limit) {
+			v->documents = d.bs.documents;
+			v->bson_bytes = d.bs.bson_bytes;
+			v->gzip_bytes = d.bs.gzip_bytes;
+			finding(v, "corrupt", "stopped: %s", d.bs.error);
+		} else if (err.err_class != NULL && strcmp(err.err_class, ERR_CLASS_NOTFOUND) == 0)
 			finding(v, strcmp(sc->result, "ok") == 0 ? "missing" : "incomplete",
 				"data blob %s does not exist", sc->blob);
 		else

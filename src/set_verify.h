@@ -5,8 +5,10 @@
  * memory bounded by the largest document) and checked for: its SHA-256 and
  * MD5 against the manifest, its Content-MD5 property against its bytes,
  * whole gzip members with good CRCs, whole valid BSON documents, and the
- * document and byte counts the manifest recorded.  Each metadata blob must
- * be gzip'd JSON with an "indexes" array.  Used by `mongo-azure-backupctl
+ * document and byte counts the manifest recorded (a blob that goes past
+ * them is stopped there: it is not the backup, and may be a decompression
+ * bomb).  Each metadata blob must be gzip'd JSON with an "indexes" array,
+ * at most METADATA_JSON_MAX once inflated.  Used by `mongo-azure-backupctl
  * verify` and by the verify-set helper (the daemon's [verify] after_backup).
  *
  * The record, SET/verification.json, is what `list` (and the daemon's

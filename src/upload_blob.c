@@ -34,6 +34,7 @@
 #include "block_upload.h"
 #include "child_status.h"
 #include "log.h"
+#include "no_core.h"
 
 #define MAX_USER_META 16
 
@@ -352,6 +353,8 @@ int main(int argc, char **argv)
 	int opt, rc = CHILD_EXIT_USAGE;
 	uint64_t fdnum;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	memset(&cfg, 0, sizeof(cfg));
 	log_open("upload-blob", LOG_TARGET_STDERR, LOG_INFO);
 	/* libcurl with CURLOPT_NOSIGNAL leaves SIGPIPE to us: a dead peer

@@ -30,6 +30,7 @@
 #include "child_status.h"
 #include "log.h"
 #include "path_template.h"
+#include "no_core.h"
 #include "set_verify.h"
 
 struct reporter {
@@ -114,6 +115,8 @@ int main(int argc, char **argv)
 	long idx;
 	int opt, rc = CHILD_EXIT_USAGE;
 
+	/* Before anything can read a secret: no core file may hold it. */
+	no_core_dumps();
 	memset(&cfg, 0, sizeof(cfg));
 	log_open("verify-set", LOG_TARGET_STDERR, LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);

@@ -147,6 +147,7 @@ struct client {
 	bool close_early;	/* send, then close without reading */
 	bool api;		/* use control_request() instead of raw I/O */
 	bool busy;		/* fill every slot, then one more */
+	void (*script)(int out);	/* runs as the whole client instead */
 };
 
 static void put(int out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -210,6 +211,10 @@ static void client_main(const struct client *c, int out)
 	int64_t t0 = mono_ms();
 	int fd;
 
+	if (c->script != NULL) {
+		c->script(out);
+		return;
+	}
 	if (c->drop)
 		become_nobody(c);
 	if (c->api) {
@@ -510,7 +515,8 @@ START_TEST(busy_beyond_max_clients)
 
 	srv = open_server(NULL);
 	got = exchange(&c);
-	ck_assert_msg(strncmp(got, "ERROR 500 busy\n|EOF", 19) == 0, "got '%s'", got);
+	ck_assert_msg(strncmp(got, "ERROR 500 busy: every connection is taken by root or the "
+			      "daemon's user\n|EOF", 73) == 0, "got '%s'", got);
 	ck_assert_msg(strstr(got, "ms|OK\npong\n|EOF") != NULL, "got '%s'", got);
 	free(got);
 }
@@ -623,6 +629,243 @@ START_TEST(permission_table_no_group)
 	expect_as_nobody("run", NOGROUP, false, "code=403 msg='run' is not permitted for uid "
 			 "65534");
 	ck_assert_int_eq(calls.status + calls.run, 0);
+}
+END_TEST
+
+/* ---- fair shares of the slots ------------------------------------------- */
+
+/* Scripts for a client child that is root: SO_PEERCRED takes the effective
+ * ids at connect(), so one process can hold connections of several users
+ * by switching its effective uid (and gid: nogroup, the control group)
+ * around each connect. */
+static int connect_as(uid_t uid)
+{
+	int fd;
+
+	if (uid != 0 && (setegid(NOGROUP) != 0 || seteuid(uid) != 0))
+		_exit(96);
+	fd = raw_connect();
+	if (uid != 0 && (seteuid(0) != 0 || setegid(0) != 0))
+		_exit(96);
+	if (fd < 0)
+		_exit(95);
+	return fd;
+}
+
+/* What the server sent on fd within ms ("" if nothing), "|EOF" appended if
+ * it closed the connection. */
+static void peek_reply(int fd, int ms, char *out, size_t len)
+{
+	size_t used = 0;
+	int64_t deadline = mono_ms() + ms;
+
+	out[0] = '\0';
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - mono_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return;
+		n = recv(fd, out + used, len - 1 - used, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+			snprintf(out + used, len - used, "|EOF");
+			return;
+		}
+		if (n < 0)
+			return;
+		used += (size_t)n;
+		out[used] = '\0';
+		if (used + 1 >= len)
+			return;
+		/* The rest comes at once: wait a little more for the EOF. */
+		deadline = mono_ms() + 200;
+	}
+}
+
+/* Sends line on fd and reports the whole reply as "name=<reply>;". */
+static void ask(int out, const char *name, int fd, const char *line)
+{
+	char reply[512];
+
+	if (send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line)) {
+		put(out, "%s=send failed: %s;", name, strerror(errno));
+		return;
+	}
+	peek_reply(fd, 3000, reply, sizeof(reply));
+	put(out, "%s=%s;", name, reply);
+}
+
+static void report(int out, const char *name, int fd, int ms)
+{
+	char reply[512];
+
+	peek_reply(fd, ms, reply, sizeof(reply));
+	put(out, "%s=%s;", name, reply);
+}
+
+#define HOG 40001
+
+/* The case from the field: a member of the control group holds 40 idle
+ * connections; root's run and cancel must still be answered, by their
+ * handlers, not with "busy". */
+static void script_member_hogs(int out)
+{
+	int hog[40], held = 0, refused = 0;
+	char reply[512], first_refusal[256] = "";
+
+	for (int i = 0; i < 40; i++)
+		hog[i] = connect_as(NOBODY);
+	/* Root asks while they are all there (the server takes them in the
+	 * order they came, so they are accepted or refused by then). */
+	for (int i = 0; i < 6; i++) {
+		struct control_reply r;
+		char err[256] = "";
+		int64_t t0 = mono_ms();
+		const char *cmd = i % 2 ? "cancel" : "run";
+		int rc = control_request(sock_path, cmd, 5000, &r, err, sizeof(err));
+
+		put(out, "%s:%d:%d:%lld:%s;", cmd, rc, rc == CONTROL_CLIENT_OK ? r.code : -1,
+		    (long long)(mono_ms() - t0), rc == CONTROL_CLIENT_OK && r.message ?
+		    r.message : err);
+		if (rc == CONTROL_CLIENT_OK)
+			control_reply_free(&r);
+	}
+	/* A refusal was sent at once; a held connection has nothing. */
+	for (int i = 0; i < 40; i++) {
+		peek_reply(hog[i], 200, reply, sizeof(reply));
+		if (reply[0] == '\0') {
+			held++;
+		} else if (strncmp(reply, "ERROR 500 busy: ", 16) == 0) {
+			refused++;
+			if (first_refusal[0] == '\0')
+				snprintf(first_refusal, sizeof(first_refusal), "%s", reply);
+		}
+	}
+	put(out, "held=%d refused=%d first=%s;", held, refused, first_refusal);
+	/* The member's own held connections still work for it. */
+	ask(out, "member", hog[0], "status\n");
+	for (int i = 0; i < 40; i++)
+		close(hog[i]);
+}
+
+START_TEST(member_cannot_starve_root)
+{
+	struct client c = { .script = script_member_hogs };
+	char *got, *p;
+	int held, refused, runs = 0, cancels = 0;
+
+	require_root();
+	if (geteuid() != 0)
+		return;
+	srv = open_server("nogroup");
+	open_to_all();
+	got = exchange(&c);
+	p = strstr(got, "held=");
+	ck_assert_msg(p != NULL && sscanf(p, "held=%d refused=%d", &held, &refused) == 2, "%s",
+		      got);
+	ck_assert_msg(held == CONTROL_MAX_PER_UID && refused == 40 - CONTROL_MAX_PER_UID,
+		      "a member got %d connections, %d refused: %s", held, refused, got);
+	ck_assert_msg(strstr(got, "first=ERROR 500 busy: uid 65534 has 4 connections open "
+			     "already (at most 4 per user)\n|EOF;") != NULL, "%s", got);
+	for (p = got; (p = strstr(p, "run:")) != NULL; p++) {
+		long long ms;
+		int rc, code;
+		ck_assert_msg(sscanf(p, "run:%d:%d:%lld:", &rc, &code, &ms) == 3, "%s", p);
+		ck_assert_msg(rc == CONTROL_CLIENT_OK && code == 0 && ms < 1000, "run: %s", p);
+		runs++;
+	}
+	for (p = got; (p = strstr(p, "cancel:")) != NULL; p++) {
+		long long ms;
+		int rc, code;
+		ck_assert_msg(sscanf(p, "cancel:%d:%d:%lld:", &rc, &code, &ms) == 3, "%s", p);
+		/* 409 is the stub's answer: nothing to cancel. */
+		ck_assert_msg(rc == CONTROL_CLIENT_OK && code == 409 && ms < 1000, "cancel: %s", p);
+		cancels++;
+	}
+	ck_assert_int_eq(runs, 3);
+	ck_assert_int_eq(cancels, 3);
+	ck_assert_int_eq(calls.run, 3);
+	ck_assert_int_eq(calls.cancel, 3);
+	ck_assert_msg(strstr(got, "member=OK\n{\"state\": \"idle\"}\n|EOF;") != NULL, "%s", got);
+	free(got);
+}
+END_TEST
+
+/* Every rule in one sequence, with users HOG.. (not root, in nogroup):
+ * per-uid limit, the share of other users, the reserved slots, eviction
+ * for root, and eviction of an idle connection for another user. */
+static void script_fair_shares(int out)
+{
+	int conn[6][CONTROL_MAX_PER_UID], extra, root[CONTROL_RESERVED_CLIENTS], fd;
+	int share = (CONTROL_MAX_CLIENTS - CONTROL_RESERVED_CLIENTS) / CONTROL_MAX_PER_UID;
+
+	/* 6 users x 4: every slot other users may have. */
+	for (int u = 0; u < share; u++)
+		for (int k = 0; k < CONTROL_MAX_PER_UID; k++)
+			conn[u][k] = connect_as(HOG + u);
+	/* A fifth of one user's; then a seventh user, while nothing is idle
+	 * for long: both refused. */
+	extra = connect_as(HOG);
+	report(out, "fifth", extra, 2000);
+	close(extra);
+	extra = connect_as(HOG + share);
+	report(out, "seventh", extra, 2000);
+	close(extra);
+	/* The reserved slots are root's. */
+	for (int k = 0; k < CONTROL_RESERVED_CLIENTS; k++)
+		root[k] = connect_as(0);
+	/* Every slot is taken now: root's request evicts the oldest
+	 * connection of another user, and is answered. */
+	fd = connect_as(0);
+	ask(out, "root1", fd, "ping\n");
+	close(fd);
+	report(out, "victim1", conn[0][0], 2000);
+	report(out, "spared1", conn[0][1], 100);
+	/* The slot freed by the eviction: another user may have it. */
+	extra = connect_as(HOG + share);
+	report(out, "seventh_again", extra, 300);
+	/* After CONTROL_IDLE_EVICT_MS, connections that never asked anything
+	 * make room for another user too; the oldest goes first. */
+	usleep((CONTROL_IDLE_EVICT_MS + 200) * 1000);
+	fd = connect_as(HOG + share + 1);
+	ask(out, "eighth", fd, "ping\n");
+	close(fd);
+	report(out, "victim2", conn[0][1], 2000);
+	report(out, "spared2", conn[0][2], 100);
+	for (int u = 0; u < share; u++)
+		for (int k = 0; k < CONTROL_MAX_PER_UID; k++)
+			close(conn[u][k]);
+	for (int k = 0; k < CONTROL_RESERVED_CLIENTS; k++)
+		close(root[k]);
+	close(extra);
+}
+
+START_TEST(fair_shares_and_eviction)
+{
+	struct client c = { .script = script_fair_shares };
+	char *got;
+
+	require_root();
+	if (geteuid() != 0)
+		return;
+	srv = open_server("nogroup");
+	open_to_all();
+	got = exchange(&c);
+	ck_assert_msg(strstr(got, "fifth=ERROR 500 busy: uid 40001 has 4 connections open "
+			     "already (at most 4 per user)\n|EOF;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "seventh=ERROR 500 busy: too many connections from users "
+			     "other than root and the daemon's\n|EOF;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "root1=OK\npong\n|EOF;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "victim1=ERROR 500 busy: idle connection closed to make room "
+			     "for uid 0\n|EOF;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "spared1=;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "seventh_again=;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "eighth=OK\npong\n|EOF;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "victim2=ERROR 500 busy: idle connection closed to make room "
+			     "for uid 40008\n|EOF;") != NULL, "%s", got);
+	ck_assert_msg(strstr(got, "spared2=;") != NULL, "%s", got);
+	free(got);
 }
 END_TEST
 
@@ -880,6 +1123,8 @@ static Suite *control_suite(void)
 	tcase_add_test(perm, unknown_group_refused);
 	tcase_add_test(perm, permission_table_group_member);
 	tcase_add_test(perm, permission_table_no_group);
+	tcase_add_test(perm, member_cannot_starve_root);
+	tcase_add_test(perm, fair_shares_and_eviction);
 	suite_add_tcase(s, perm);
 
 	tcase_add_checked_fixture(file, setup, teardown);

@@ -1,15 +1,25 @@
 /* check_verify.c - the stream verifier (bson_stream.h) and the judgement
  * of a data blob against its manifest entry (set_verify.h): a good stream
  * in any chunking, a flipped byte anywhere, every truncation, counts off
- * by one, bad BSON; metadata.json checks; manifest parsing and set names.
+ * by one, bad BSON; the manifest's counts as limits (a decompression bomb
+ * stops within one chunk); metadata.json checks and its inflated cap;
+ * manifest parsing, the names a manifest may hold (hostile ones refused)
+ * and set names; requests go out with dot segments as they are.
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <bson/bson.h>
 #include <check.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "backup_set.h"
@@ -550,6 +560,360 @@ START_TEST(same_second_sets_in_order)
 }
 END_TEST
 
+/* ---- the manifest's counts as limits ------------------------------------ */
+
+/* Feeds gz in chunks with limits; the feed's first failure, 0 if none. */
+static int feed_limited(const struct buf *gz, size_t chunk, int64_t docs, int64_t bson,
+			int64_t gzb, struct bson_stream *bs, struct seen *seen)
+{
+	ck_assert_int_eq(bson_stream_init(bs, true, seen ? collect : NULL, seen), 0);
+	bson_stream_limit(bs, docs, bson, gzb);
+	for (size_t off = 0; off < gz->len; off += chunk) {
+		size_t n = gz->len - off < chunk ? gz->len - off : chunk;
+		if (bson_stream_feed(bs, gz->data + off, n) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+START_TEST(limits_from_the_manifest)
+{
+	struct buf raw = make_bson(10), gz = gzip(raw.data, raw.len);
+	struct bson_stream bs;
+	struct seen seen = { { 0 }, 0 };
+	uint64_t three = 0;
+
+	/* The bytes of the first three documents. */
+	for (int i = 0; i < 3; i++) {
+		uint32_t n;
+		memcpy(&n, raw.data + three, 4);
+		three += n;
+	}
+
+	/* Exactly what the manifest says: whole. */
+	ck_assert_int_eq(feed_limited(&gz, 4096, 10, (int64_t)raw.len, (int64_t)gz.len, &bs,
+				      NULL), 0);
+	ck_assert_int_eq(bson_stream_finish(&bs, NULL, NULL), 0);
+	ck_assert(!bs.over_limit);
+	bson_stream_free(&bs);
+
+	/* One document fewer recorded: document 4 is never handed out. */
+	ck_assert_int_eq(feed_limited(&gz, 4096, 3, -1, -1, &bs, &seen), -1);
+	ck_assert(bs.over_limit && bs.data_error);
+	ck_assert_uint_eq(bs.documents, 3);
+	ck_assert_uint_eq(seen.calls, 3);
+	ck_assert_msg(strstr(bs.error, "more than the 3 documents") != NULL &&
+		      strstr(bs.error, "document 4") != NULL, "%s", bs.error);
+	ck_assert_int_eq(bson_stream_feed(&bs, gz.data, 1), -1);      /* stays stopped */
+	ck_assert_int_eq(bson_stream_finish(&bs, NULL, NULL), -1);
+	bson_stream_free(&bs);
+	free(seen.docs.data);
+
+	/* One BSON byte fewer than three documents: the third is refused on
+	 * its length field alone. */
+	ck_assert_int_eq(feed_limited(&gz, 4096, -1, (int64_t)three - 1, -1, &bs, NULL), -1);
+	ck_assert(bs.over_limit);
+	ck_assert_uint_eq(bs.documents, 2);
+	ck_assert_msg(strstr(bs.error, "BSON bytes") != NULL &&
+		      strstr(bs.error, "document 3") != NULL, "%s", bs.error);
+	bson_stream_free(&bs);
+
+	/* A blob longer than recorded. */
+	ck_assert_int_eq(feed_limited(&gz, 100, -1, -1, (int64_t)gz.len - 1, &bs, NULL), -1);
+	ck_assert(bs.over_limit);
+	ck_assert_ptr_nonnull(strstr(bs.error, "goes on past"));
+	bson_stream_free(&bs);
+
+	/* An empty collection recorded: the first document is too many. */
+	ck_assert_int_eq(feed_limited(&gz, 4096, 0, 0, -1, &bs, NULL), -1);
+	ck_assert_uint_eq(bs.documents, 0);
+	bson_stream_free(&bs);
+	free(raw.data);
+	free(gz.data);
+}
+END_TEST
+
+/* 2000 documents of 1 MB of zeros, as gzip members of about 1 KB each:
+ * 2 GB behind 2 MB.  With the manifest saying 1 document of 100 bytes the
+ * decoder stops in the first chunk it is given, having handed out
+ * nothing and buffered one inflate window. */
+START_TEST(decompression_bomb_stops_in_one_chunk)
+{
+	size_t big = 1000 * 1000;
+	uint8_t *zeros = calloc(1, big);
+	bson_t *doc = bson_new();
+	struct buf member, bomb = { 0 };
+	struct bson_stream bs;
+	struct seen seen = { { 0 }, 0 };
+
+	ck_assert_ptr_nonnull(zeros);
+	BSON_APPEND_INT32(doc, "_id", 1);
+	BSON_APPEND_BINARY(doc, "pad", BSON_SUBTYPE_BINARY, zeros, (uint32_t)big);
+	member = gzip(bson_get_data(doc), doc->len);
+	for (int i = 0; i < 2000; i++)
+		buf_add(&bomb, member.data, member.len);
+
+	ck_assert_int_eq(feed_limited(&bomb, 16384, 1, 100, (int64_t)bomb.len, &bs, &seen), -1);
+	ck_assert(bs.over_limit);
+	ck_assert_uint_eq(seen.calls, 0);
+	ck_assert_uint_le(bs.gzip_bytes, 16384);
+	ck_assert_uint_le(bs.cap, 2 * 256 * 1024);
+	ck_assert_msg(strstr(bs.error, "100 BSON bytes") != NULL, "%s", bs.error);
+	bson_stream_free(&bs);
+
+	/* Recorded as 3 documents of their true size: the fourth stops it. */
+	ck_assert_int_eq(feed_limited(&bomb, 16384, 3, 3 * (int64_t)doc->len, (int64_t)bomb.len,
+				      &bs, &seen), -1);
+	ck_assert_uint_eq(seen.calls, 3);
+	ck_assert_uint_eq(bs.documents, 3);
+	ck_assert_msg(strstr(bs.error, "document 4") != NULL, "%s", bs.error);
+	ck_assert_uint_le(bs.gzip_bytes, 5 * member.len + 16384);
+	bson_stream_free(&bs);
+	free(seen.docs.data);
+	bson_destroy(doc);
+	free(zeros);
+	free(member.data);
+	free(bomb.data);
+}
+END_TEST
+
+/* A 61 KB metadata blob that inflates to 60 MiB is refused at the cap
+ * without holding more than the cap. */
+START_TEST(metadata_inflated_cap)
+{
+	size_t pad = 60u << 20;
+	char *json = malloc(pad + 64), *out, err[256];
+	size_t len, n;
+	struct buf gz;
+
+	ck_assert_ptr_nonnull(json);
+	n = (size_t)sprintf(json, "{\"indexes\":[],\"pad\":\"");
+	memset(json + n, 'a', pad);
+	n += pad;
+	n += (size_t)sprintf(json + n, "\"}");
+	gz = gzip(json, n);
+	free(json);
+	ck_assert_uint_lt(gz.len, 100 * 1024);
+	ck_assert_int_eq(gunzip_buffer(gz.data, gz.len, METADATA_JSON_MAX, &out, &len, err,
+				       sizeof(err)), -1);
+	ck_assert_ptr_null(out);
+	ck_assert_msg(strstr(err, "more than 16777216 bytes") != NULL, "%s", err);
+	free(gz.data);
+}
+END_TEST
+
+/* ---- names in a manifest ------------------------------------------------ */
+
+START_TEST(database_and_collection_names)
+{
+	static const char *const bad_db[] = {
+		"", "a b", "a\nb", "a\\b", "a/b", "a.b", "..", "a\"b", "a$b", "a*b", "a:b",
+		"a\tb", "a\x7f", "0123456789012345678901234567890123456789012345678901234567890123",
+	};
+	char why[256], name[400];
+
+	ck_assert(set_valid_database("tralivali", why, sizeof(why)));
+	ck_assert(set_valid_database("tralivali_restored-2", why, sizeof(why)));
+	ck_assert(set_valid_database("база", why, sizeof(why)));
+	ck_assert(set_valid_database("012345678901234567890123456789012345678901234567890123456789012",
+				     why, sizeof(why)));
+	for (size_t i = 0; i < sizeof(bad_db) / sizeof(bad_db[0]); i++)
+		ck_assert_msg(!set_valid_database(bad_db[i], why, sizeof(why)), "'%s' passed",
+			      bad_db[i]);
+	ck_assert(!set_valid_database("", why, sizeof(why)));
+	ck_assert_ptr_nonnull(strstr(why, "empty"));
+
+	ck_assert(set_valid_collection("tralivali", "users", why, sizeof(why)));
+	ck_assert(set_valid_collection("tralivali", "a.b c\n/..", why, sizeof(why)));
+	ck_assert(set_valid_collection("tralivali", "systemjs", why, sizeof(why)));
+	ck_assert(!set_valid_collection("tralivali", "", why, sizeof(why)));
+	ck_assert(!set_valid_collection("tralivali", "a$b", why, sizeof(why)));
+	ck_assert(!set_valid_collection("tralivali", "system.js", why, sizeof(why)));
+	memset(name, 'c', 300);
+	name[300] = '\0';
+	ck_assert(!set_valid_collection("d", name, why, sizeof(why)));
+	ck_assert_ptr_nonnull(strstr(why, "255-byte namespace"));
+	name[253] = '\0';                     /* "d." + 253 = 255 */
+	ck_assert(set_valid_collection("d", name, why, sizeof(why)));
+	ck_assert(!set_valid_collection("dd", name, why, sizeof(why)));
+}
+END_TEST
+
+START_TEST(blob_names_stay_in_the_set)
+{
+	static const char *const bad[] = {
+		"../backups/backups/2026-12-04/tralivali_users.bson.gz",
+		"backups/2026-11-27/../2026-12-04/tralivali_users.bson.gz",
+		"backups/2026-11-27/../../other/x",
+		"backups/2026-11-27/./x",
+		"backups/2026-11-27//x",
+		"backups/2026-11-27/x/..",
+		"backups/2026-11-28/tralivali_users.bson.gz",
+		"backups/2026-11-2/x",
+		"backups/2026-11-27/",
+		"backups/2026-11-27/a\\b",
+		"backups/2026-11-27/a\nb",
+	};
+	char why[256];
+
+	ck_assert(set_blob_in_folder("backups/2026-11-27/",
+				     "backups/2026-11-27/tralivali_users.bson.gz", why, sizeof(why)));
+	ck_assert(set_blob_in_folder("backups/2026-11-27/", "backups/2026-11-27/a/b..c/.d",
+				     why, sizeof(why)));
+	ck_assert(set_blob_in_folder("", "tralivali_users.bson.gz", why, sizeof(why)));
+	ck_assert(!set_blob_in_folder("", "../x", why, sizeof(why)));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!set_blob_in_folder("backups/2026-11-27/", bad[i], why, sizeof(why)),
+			      "'%s' passed", bad[i]);
+	ck_assert(!set_blob_in_folder("backups/2026-11-27/", bad[0], why, sizeof(why)));
+	ck_assert_ptr_nonnull(strstr(why, "not inside"));
+	ck_assert(!set_blob_in_folder("backups/2026-11-27/", bad[1], why, sizeof(why)));
+	ck_assert_ptr_nonnull(strstr(why, "'..' segment"));
+
+	ck_assert(set_valid_folder(""));
+	ck_assert(set_valid_folder("backups/2026-11-27/"));
+	ck_assert(!set_valid_folder("backups/../"));
+	ck_assert(!set_valid_folder("backups//2026/"));
+	ck_assert(!set_valid_folder("./"));
+	ck_assert(!set_valid_folder("backups"));
+}
+END_TEST
+
+/* A manifest with one entry, with its fields spliced in. */
+static int parse_one(const char *database, const char *entry, char *err, size_t errlen)
+{
+	struct set_list l = { calloc(1, sizeof(struct backup_set)), 1 };
+	char *json;
+	int r;
+
+	ck_assert_ptr_nonnull(l.sets);
+	l.sets[0].folder = strdup("backups/2026-11-27/");
+	ck_assert_int_ge(asprintf(&json, "{\"database\":%s,\"complete\":true,\"collections\":[%s]}",
+				  database, entry), 0);
+	r = set_parse_manifest(&l.sets[0], json, strlen(json), err, errlen);
+	ck_assert(r != 0 || l.sets[0].loaded);
+	ck_assert(r == 0 || (!l.sets[0].loaded && l.sets[0].n_colls == 0));
+	free(json);
+	sets_free(&l);
+	return r;
+}
+
+START_TEST(hostile_manifests_refused)
+{
+	static const struct { const char *db, *entry, *why; } cases[] = {
+		{ "\"\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\"}", "empty" },
+		{ "\"a\\nb\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\"}", "control character" },
+		{ "\"a\\\\b\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\"}", "'\\'" },
+		{ "\"a b\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\"}", "' '" },
+		{ "\"a\\u0000b\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\"}", "NUL" },
+		{ "\"d\"", "{\"name\":\"\",\"blob\":\"u.bson.gz\"}", "empty" },
+		{ "\"d\"", "{\"name\":\"a\\u0000b\",\"blob\":\"u.bson.gz\"}", "NUL" },
+		{ "\"d\"", "{\"name\":\"a$b\",\"blob\":\"u.bson.gz\"}", "'$'" },
+		{ "\"d\"", "{\"name\":\"system.js\",\"blob\":\"u.bson.gz\"}", "system." },
+		{ "\"d\"", "{\"name\":\"u\",\"blob\":\"../backups/backups/2026-12-04/"
+		  "tralivali_users.bson.gz\"}", "not inside the set's folder" },
+		{ "\"d\"", "{\"name\":\"u\",\"blob\":\"backups/2026-11-27/../x/u.bson.gz\"}",
+		  "'..' segment" },
+		{ "\"d\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\",\"metadata_blob\":"
+		  "\"backups/2026-11-27/./m\"}", "metadata blob" },
+		{ "\"d\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\"},{\"name\":\"u\",\"blob\":"
+		  "\"v.bson.gz\"}", "listed twice" },
+	};
+	char err[512], entry[600], name[301];
+
+	ck_assert_msg(parse_one("\"d\"", "{\"name\":\"u\",\"blob\":\"u.bson.gz\",\"metadata_blob\":"
+				"\"u.metadata.json.gz\"}", err, sizeof(err)) == 0, "%s", err);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		ck_assert_msg(parse_one(cases[i].db, cases[i].entry, err, sizeof(err)) == -1,
+			      "case %zu passed", i);
+		ck_assert_msg(strstr(err, cases[i].why) != NULL, "case %zu: %s", i, err);
+	}
+	/* A 300-byte collection name. */
+	memset(name, 'c', 300);
+	name[300] = '\0';
+	snprintf(entry, sizeof(entry), "{\"name\":\"%s\",\"blob\":\"u.bson.gz\"}", name);
+	ck_assert_int_eq(parse_one("\"d\"", entry, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "namespace"));
+	/* The message shows a hostile name escaped. */
+	ck_assert_int_eq(parse_one("\"d\"", "{\"name\":\"u\",\"blob\":\"../a\\nb\"}", err,
+				   sizeof(err)), -1);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+END_TEST
+
+/* What goes on the wire for a blob name with dot segments: the path as
+ * built, never resolved by curl (CURLOPT_PATH_AS_IS).  A one-shot server
+ * in a child logs the request line and answers 404. */
+START_TEST(dot_segments_go_out_as_they_are)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	struct azure_client *c;
+	struct azure_blob_item props;
+	struct azure_error aerr;
+	char cs[256], err[256], head[4096];
+	int lfd, p[2], status;
+	size_t got = 0;
+	pid_t pid;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		static const char answer[] = "HTTP/1.1 404 The specified blob does not exist.\r\n"
+			"x-ms-error-code: BlobNotFound\r\nContent-Length: 0\r\n"
+			"Connection: close\r\n\r\n";
+		char buf[4096];
+		size_t len = 0;
+		int cfd;
+
+		signal(SIGTERM, SIG_DFL);
+		if ((cfd = accept(lfd, NULL, NULL)) < 0)
+			_exit(2);
+		while (len < sizeof(buf) - 1 && memmem(buf, len, "\r\n\r\n", 4) == NULL) {
+			ssize_t n = read(cfd, buf + len, sizeof(buf) - 1 - len);
+			if (n <= 0)
+				_exit(3);
+			len += (size_t)n;
+		}
+		if (write(p[1], buf, len) != (ssize_t)len ||
+		    write(cfd, answer, sizeof(answer) - 1) != (ssize_t)sizeof(answer) - 1)
+			_exit(4);
+		close(cfd);
+		_exit(0);
+	}
+	close(lfd);
+	close(p[1]);
+	/* A SAS: nothing in the request is signed over its path, so only the
+	 * path decides which container is read. */
+	snprintf(cs, sizeof(cs), "BlobEndpoint=http://127.0.0.1:%d/devstoreaccount1;"
+		 "SharedAccessSignature=sv=2021-08-06&sig=c2ln", ntohs(sa.sin_port));
+	c = azure_client_new(cs, "backups", err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	azure_client_set_max_retries(c, 0);
+	ck_assert_int_eq(azure_get_properties(c, "set/../../other/x", &props, &aerr), -1);
+	azure_client_free(c);
+	for (;;) {
+		ssize_t n = read(p[0], head + got, sizeof(head) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	head[got] = '\0';
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(strncmp(head, "HEAD /devstoreaccount1/backups/set/../../other/x?", 49) == 0,
+		      "request: %.200s", head);
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
 	Suite *s = suite_create("verify");
@@ -565,12 +929,19 @@ static Suite *verify_suite(void)
 	tcase_add_test(tc, count_off_by_one);
 	tcase_add_test(tc, bad_bson);
 	tcase_add_test(tc, gunzip_whole_buffer);
+	tcase_add_test(tc, limits_from_the_manifest);
+	tcase_add_test(tc, decompression_bomb_stops_in_one_chunk);
+	tcase_add_test(tc, metadata_inflated_cap);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("sets");
 	tcase_add_test(tc, metadata_shape);
 	tcase_add_test(tc, manifest_parse);
 	tcase_add_test(tc, set_names);
 	tcase_add_test(tc, same_second_sets_in_order);
+	tcase_add_test(tc, database_and_collection_names);
+	tcase_add_test(tc, blob_names_stay_in_the_set);
+	tcase_add_test(tc, hostile_manifests_refused);
+	tcase_add_test(tc, dot_segments_go_out_as_they_are);
 	suite_add_tcase(s, tc);
 	return s;
 }
