@@ -29,7 +29,7 @@
 #include "child_status.h"
 #include "log.h"
 #include "manifest.h"
-#include "secrets.h"
+#include "run_secrets.h"
 #include "spawn.h"
 #include "xio.h"
 

@@ -1,4 +1,5 @@
-/* secrets.c - hand the run's secrets from the supervisor to its children. */
+/* secrets.c - a child's side of the run's secrets: read them from the
+ * memfd its supervisor handed over (run_secrets.c makes it). */
 #include "config.h"
 
 #include <errno.h>
@@ -6,79 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mab_config.h"
 #include "secrets.h"
-#include "xio.h"
 
 #define SECRETS_MAX (256u << 10)
-
-static int append(char **buf, size_t *len, const char *name, const char *value)
-{
-	size_t add = strlen(name) + strlen(value) + 2;
-	char *grown;
-
-	if (strchr(value, '\n') != NULL) {
-		errno = EINVAL;
-		return -1;
-	}
-	grown = realloc(*buf, *len + add + 1);
-	if (grown == NULL)
-		return -1;
-	*buf = grown;
-	snprintf(*buf + *len, add + 1, "%s=%s\n", name, value);
-	*len += add;
-	return 0;
-}
-
-int secrets_snapshot(const struct mab_config *cfg, char *err, size_t errlen)
-{
-	char *conn = NULL, *uri = NULL, *text = NULL;
-	size_t len = 0;
-	int fd = -1;
-
-	conn = config_connection_string(cfg, err, errlen);
-	if (conn == NULL)
-		goto fail;
-	uri = config_mongo_uri(cfg, err, errlen);
-	if (uri == NULL) {
-		if (!*err)
-			snprintf(err, errlen, "MongoDB URI: out of memory");
-		goto fail;
-	}
-	if (append(&text, &len, SECRET_CONNECTION_STRING, conn) != 0 ||
-	    append(&text, &len, SECRET_MONGO_URI, uri) != 0) {
-		snprintf(err, errlen, "cannot hand the secrets to the helpers: %s",
-			 errno == EINVAL ? "a secret holds a line break" : strerror(errno));
-		goto fail;
-	}
-	fd = memfd_create("mongo-azure-backup-secrets", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0 || fchmod(fd, 0600) != 0 || xwrite_all(fd, text, len) != 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-		snprintf(err, errlen, "cannot keep the secrets for the helpers: %s",
-			 strerror(errno));
-		goto fail;
-	}
-	goto out;
-fail:
-	if (fd >= 0)
-		close(fd);
-	fd = -1;
-out:
-	if (text != NULL)
-		explicit_bzero(text, len);
-	free(text);
-	if (conn != NULL)
-		explicit_bzero(conn, strlen(conn));
-	free(conn);
-	if (uri != NULL)
-		explicit_bzero(uri, strlen(uri));
-	free(uri);
-	return fd;
-}
 
 char *secrets_lookup(const char *name)
 {

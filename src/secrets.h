@@ -1,5 +1,5 @@
-/* secrets.h - the secrets of one run, read by the supervisor and handed to
- * its children on a sealed memfd.
+/* secrets.h - the secrets of one run, as a child reads them from the sealed
+ * memfd its supervisor handed over (run_secrets.h makes it).
  *
  * The supervisor stays root and reads the connection string and the
  * MongoDB URI (inline, from their root-only files, or from the
@@ -14,14 +14,9 @@
 
 #include <stddef.h>
 
-struct mab_config;
-
 #define SECRET_CONNECTION_STRING "connection_string"
 #define SECRET_MONGO_URI "mongo_uri"
 
-/* A sealed memfd holding the run's secrets (close-on-exec), or -1 with err
- * (naming the file that could not be read, never a secret). */
-int secrets_snapshot(const struct mab_config *cfg, char *err, size_t errlen);
 /* In a child: the named secret from $MAB_SECRETS_FD, malloc'd; NULL when
  * there is no such fd or no such name. */
 char *secrets_lookup(const char *name);
