@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness as h  # noqa: E402
 
 NEVER = "0 0 29 2 *"
-MAX_PER_UID = 4           # CONTROL_MAX_PER_UID in src/control.h
+MAX_PER_UID = 4           # CONTROL_MAX_PER_UID in src/supervisor/control.h
 PROMPT = 2.0              # seconds root may wait for an answer under the flood
 OTHER_MEMBER_UID = 40123  # no passwd entry needed: a uid with nogroup as its group
 

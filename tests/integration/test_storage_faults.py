@@ -251,7 +251,7 @@ class TestTransientRetried(StorageFaultCase):
         """Answers held back 3 s are waited for, not abandoned.  (upload-blob
         has no configurable request timeout: it gives up on a request only
         when under 1 byte/s flows for 120 s - CURLOPT_LOW_SPEED_TIME in
-        src/azure_blob.c - so a delay past it would take minutes; a 3 s
+        src/azure/azure_blob.c - so a delay past it would take minutes; a 3 s
         delay the client tolerates is tested instead.)"""
         self.seed()
         conf = self.config()
