@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "bson_stream.h"
-#include "ctl_restore.h"
+#include "ctl_restore_dir.h"
 #include "path_template.h"
 #include "xio.h"
 

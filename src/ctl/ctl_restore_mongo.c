@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "child_status.h"
-#include "ctl_restore.h"
+#include "ctl_restore_mongo.h"
 #include "import_status.h"
 #include "spawn.h"
 #include "xio.h"

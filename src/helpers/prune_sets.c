@@ -37,7 +37,7 @@
 #include "blob_tool.h"
 #include "child_status.h"
 #include "log.h"
-#include "manifest.h"
+#include "set_layout.h"
 #include "no_core.h"
 #include "retention.h"
 

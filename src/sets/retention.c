@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manifest.h"
+#include "set_layout.h"
 #include "retention.h"
 
 #define SECONDS_PER_DAY 86400L

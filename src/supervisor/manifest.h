@@ -9,10 +9,10 @@
 
 #include <stdbool.h>
 
+#include "set_layout.h"
+
 struct backup_run;
 
-#define MANIFEST_FORMAT 1
-#define MANIFEST_NAME "manifest.json"
 
 /* A malloc'd JSON text, or NULL when out of memory. */
 char *manifest_encode(const struct backup_run *run, bool final);

@@ -1,8 +1,10 @@
-/* ctl_restore.h - the restore plan shared by `mongo-azure-backupctl
- * restore`'s parts: ctl_restore.c checks the set and the request and
- * prints the report, ctl_restore_mongo.c runs download-blob |
- * import-collection per collection, ctl_restore_dir.c writes mongodump's
- * directory layout.
+/* ctl_restore_item.h - the restore plan shared by `mongo-azure-backupctl
+ * restore`'s parts, and what they do alike to one item of it
+ * (ctl_restore_item.c): ctl_restore.c checks the set and the request and
+ * prints the report, ctl_restore_mongo.c (ctl_restore_mongo.h) runs
+ * download-blob | import-collection per collection, ctl_restore_dir.c
+ * (ctl_restore_dir.h) writes mongodump's directory layout.  The three call
+ * down to this file, never to each other upwards.
  *
  * What restore holds stays bounded whatever the manifest says: a
  * collection's metadata is read (at most METADATA_JSON_MAX inflated) when
@@ -11,8 +13,8 @@
  * documents stream through with the manifest's counts as limits
  * (bson_stream_limit).
  */
-#ifndef MAB_CTL_RESTORE_H
-#define MAB_CTL_RESTORE_H
+#ifndef MAB_CTL_RESTORE_ITEM_H
+#define MAB_CTL_RESTORE_ITEM_H
 
 #include <limits.h>
 #include <signal.h>
@@ -64,24 +66,13 @@ struct restore {
 /* Set by SIGINT/SIGTERM while a restore runs. */
 extern volatile sig_atomic_t restore_interrupted;
 
-/* Mongo target.  preflight: import-collection --dry-run per collection
- * (connects, looks at each target collection, writes nothing).  run: the
- * restore itself.  Both fill the items and return the number that failed. */
-size_t restore_mongo_preflight(struct restore *rs);
-size_t restore_mongo_run(struct restore *rs);
-
-/* Directory target: DIR/DB/COLL.bson + COLL.metadata.json.  check: that
- * nothing would be overwritten.  Return the number that failed. */
-size_t restore_dir_check(struct restore *rs);
-size_t restore_dir_run(struct restore *rs);
-
 /* Reads the item's metadata blob into it->metadata: gunzipped (at most
  * METADATA_JSON_MAX) and checked; n_indexes set.  0, or -1 with the reason
- * added to it->problem (ctl_restore.c).  restore_free_metadata lets it go. */
+ * added to it->problem.  restore_free_metadata lets it go. */
 int restore_load_metadata(struct restore *rs, struct restore_item *it);
 void restore_free_metadata(struct restore_item *it);
 
-/* Progress and verdict lines (ctl_restore.c). */
+/* Progress and verdict lines. */
 void restore_progress(struct restore *rs, const struct restore_item *it, uint64_t documents,
 		      uint64_t gzip_bytes, double seconds);
 void restore_clear_line(struct restore *rs);
