@@ -1,0 +1,325 @@
+/* backup_run_plan.c - a backup run's plan: the configuration snapshot
+ * handed to the children, the collection listing (export-collection
+ * --list), the blob names for the run's set folder, the jobs, and
+ * backup_run_start / backup_run_free.
+ */
+#include "config.h"
+
+#include <bson/bson.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backup_run.h"
+#include "breaker.h"
+#include "child_status.h"
+#include "log.h"
+#include "manifest.h"
+#include "run_secrets.h"
+#include "spawn.h"
+#include "xio.h"
+#include "backup_run_int.h"
+
+
+/* Names every blob of the run for its set folder: blob_path rendered, with
+ * the folder numbered when set_seq > 1. */
+int name_blobs(struct backup_run *run)
+{
+	char rendered[BLOB_NAME_MAX];
+
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct collection_job *job = &run->jobs[i];
+		if (path_template_render(run->cfg->blob_path, job->name, run->start, rendered,
+					 sizeof(rendered)) != 0 ||
+		    path_set_sequence(rendered, run->set_seq, job->blob, sizeof(job->blob)) != 0 ||
+		    path_metadata_name(job->blob, job->metadata_blob,
+				       sizeof(job->metadata_blob)) != 0) {
+			snprintf(run->failure, sizeof(run->failure),
+				 "blob name for collection '%s' is too long", job->name);
+			return -1;
+		}
+		pipeline_init(&job->pl, job->blob);
+	}
+	path_set_folder(run->jobs[0].blob, run->set_folder, sizeof(run->set_folder));
+	snprintf(run->manifest_blob, sizeof(run->manifest_blob), "%s%s", run->set_folder,
+		 MANIFEST_NAME);
+	return 0;
+}
+
+/* Sets up one job per collection name, with its blob names. */
+static int create_jobs(struct backup_run *run, char *const *collections, size_t n)
+{
+	const struct mab_config *cfg = run->cfg;
+
+	run->jobs = calloc(n ? n : 1, sizeof(*run->jobs));
+	if (run->jobs == NULL) {
+		snprintf(run->failure, sizeof(run->failure), "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct collection_job *job = &run->jobs[i];
+		job->name = strdup(collections[i]);
+		if (job->name == NULL) {
+			snprintf(run->failure, sizeof(run->failure), "out of memory");
+			return -1;
+		}
+		run->n_jobs++;
+		job->estimate = -1;
+	}
+	if (n == 0) {
+		snprintf(run->failure, sizeof(run->failure),
+			 "no collections to back up in database '%s'", cfg->database);
+		return -1;
+	}
+	run->set_seq = 1;
+	return name_blobs(run);
+}
+
+static int begin_collections(struct backup_run *run, char *const *collections, size_t n)
+{
+	if (create_jobs(run, collections, n) != 0)
+		return -1;
+	msg_debug("run %s: %zu collections of database %s; claiming set %s", run->run_id,
+		  run->n_jobs, run->cfg->database, run->set_folder);
+	run->phase = RUN_MANIFEST_START;
+	run->manifest_started = false;
+	backup_run_step(run);
+	return run->phase == RUN_FINISHED ? -1 : 0;
+}
+
+static int start_lister(struct backup_run *run)
+{
+	char path[PATH_MAX];
+	int data[2] = { -1, -1 }, sv[2] = { -1, -1 };
+	struct spawn_limits limits;
+	int r = -1;
+
+	run_limits(run, &limits);
+	if (pipe2(data, O_CLOEXEC) != 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot create pipes: %s",
+			 strerror(errno));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/export-collection", helper_dir());
+	char *argv[] = { "export-collection", "-c", run->config_path, "--status-fd", "3",
+			 "--list", NULL };
+	struct spawn_request req = {
+		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
+		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,
+		.run_as = run->run_as, .pgid = &run->pgid,
+		.limits = &limits,
+	};
+	pid_t pid = spawn_child(&req);
+	if (pid < 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot start %s: %s", path,
+			 strerror(errno));
+		goto out;
+	}
+	fd_set_nonblock(sv[0], 1);
+	fd_set_nonblock(data[0], 1);
+	run->lister.pid = pid;
+	run->lister.started = true;
+	run->lister.status_fd = sv[0];
+	run->list_fd = data[0];
+	sv[0] = data[0] = -1;
+	r = 0;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (data[i] >= 0)
+			close(data[i]);
+		if (sv[i] >= 0)
+			close(sv[i]);
+	}
+	return r;
+}
+
+#define LIST_MAX (16 << 20)
+
+void read_list(struct backup_run *run)
+{
+	char chunk[16384];
+
+	for (;;) {
+		ssize_t n = read(run->list_fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			break;
+		if (run->list_len + (size_t)n > LIST_MAX) {
+			snprintf(run->lister.error, sizeof(run->lister.error),
+				 "the collection list is larger than %d bytes", LIST_MAX);
+			break;
+		}
+		char *grown = realloc(run->list_buf, run->list_len + (size_t)n + 1);
+		if (grown == NULL) {
+			snprintf(run->lister.error, sizeof(run->lister.error), "out of memory");
+			break;
+		}
+		run->list_buf = grown;
+		memcpy(run->list_buf + run->list_len, chunk, (size_t)n);
+		run->list_len += (size_t)n;
+	}
+	close(run->list_fd);
+	run->list_fd = -1;
+}
+
+void finish_listing(struct backup_run *run)
+{
+	char **names = NULL;
+	size_t n = 0;
+
+	if (!side_succeeded(&run->lister) || run->lister.error[0] ||
+	    (run->list_len > 0 && run->list_buf[run->list_len - 1] != '\0')) {
+		char how[96];
+		describe_exit(run->lister.wait_status, how, sizeof(how));
+		snprintf(run->failure, sizeof(run->failure),
+			 "cannot list the collections of database '%s': %s",
+			 run->cfg->database, run->lister.error[0] ? run->lister.error : how);
+		goto fail;
+	}
+	for (size_t i = 0; i < run->list_len; i++)
+		if (run->list_buf[i] == '\0')
+			n++;
+	names = calloc(n + 1, sizeof(char *));
+	if (names == NULL) {
+		snprintf(run->failure, sizeof(run->failure), "out of memory");
+		goto fail;
+	}
+	size_t k = 0;
+	for (size_t off = 0; off < run->list_len; off += strlen(run->list_buf + off) + 1)
+		names[k++] = run->list_buf + off;
+	if (begin_collections(run, names, n) != 0)
+		goto fail;
+	free(names);
+	return;
+fail:
+	free(names);
+	run->n_failed = (int)run->n_jobs;
+	run->finish_wall = wall_seconds();
+	finish_run(run);
+}
+
+/* The children read the configuration the supervisor accepted, not the
+ * file as it is now: a later edit, valid or not, reaches no run until a
+ * reload accepts it.  A sealed memfd, passed as fd 4, holds that text. */
+static int snapshot_config(struct backup_run *run)
+{
+	const struct mab_config *cfg = run->cfg;
+	int fd = memfd_create("mongo-azure-backup.conf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0 || cfg->text == NULL) {
+		if (fd >= 0)
+			close(fd);
+		/* No memfd (very old kernel): fall back to the file itself. */
+		if (realpath(cfg->path, run->config_path) == NULL) {
+			snprintf(run->failure, sizeof(run->failure), "%s: %s", cfg->path,
+				 strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (xwrite_all(fd, cfg->text, cfg->text_len) != 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+		snprintf(run->failure, sizeof(run->failure), "cannot keep a copy of the "
+			 "configuration: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	run->config_fd = fd;
+	snprintf(run->config_path, sizeof(run->config_path), "/dev/fd/%d", CHILD_CONFIG_FD);
+	return 0;
+}
+
+int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
+		     struct breaker *breaker, const struct run_as *run_as,
+		     char *const *collections, size_t n_collections)
+{
+	struct tm tm;
+
+	memset(run, 0, sizeof(*run));
+	run->cfg = cfg;
+	run->breaker = breaker;
+	run->run_as = run_as;
+	run->pgid = 0;
+	run->list_fd = -1;
+	run->config_fd = -1;
+	run->secrets_fd = -1;
+	run->start = time(NULL);
+	run->start_mono = monotonic_seconds();
+	run->deadline = run->start_mono + cfg->run_timeout;
+	pipeline_init(&run->manifest, "");
+	side_init(&run->lister);
+	side_init(&run->pruner);
+	side_init(&run->verifier);
+	gmtime_r(&run->start, &tm);
+	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
+	/* The sequence keeps ids unique when two runs start in one second. */
+	static unsigned run_sequence;
+	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
+		 "-%ld-%u", (long)getpid(), ++run_sequence);
+	if (snapshot_config(run) != 0)
+		return -1;
+	/* Read now, as the supervisor: the helpers may not be able to. */
+	run->secrets_fd = secrets_snapshot(cfg, run->failure, sizeof(run->failure));
+	if (run->secrets_fd < 0)
+		return -1;
+	if (collections == NULL && cfg->all_collections) {
+		run->phase = RUN_LISTING;
+		return start_lister(run);
+	}
+	if (collections == NULL) {
+		collections = cfg->collections;
+		n_collections = cfg->n_collections;
+	}
+	if (begin_collections(run, collections, n_collections) != 0) {
+		/* It may have ended (and said so) on its own already. */
+		if (run->phase != RUN_FINISHED)
+			finish_run(run);
+		return -1;
+	}
+	return 0;
+}
+
+void backup_run_free(struct backup_run *run)
+{
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct pipeline *pl = &run->jobs[i].pl;
+		if (pl->producer.status_fd >= 0)
+			close(pl->producer.status_fd);
+		if (pl->uploader.status_fd >= 0)
+			close(pl->uploader.status_fd);
+		free(run->jobs[i].name);
+	}
+	if (run->manifest.uploader.status_fd >= 0)
+		close(run->manifest.uploader.status_fd);
+	if (run->manifest.buffer_fd >= 0)
+		close(run->manifest.buffer_fd);
+	free(run->jobs);
+	if (run->lister.status_fd >= 0)
+		close(run->lister.status_fd);
+	if (run->pruner.status_fd >= 0)
+		close(run->pruner.status_fd);
+	if (run->verifier.status_fd >= 0)
+		close(run->verifier.status_fd);
+	if (run->list_fd >= 0)
+		close(run->list_fd);
+	free(run->list_buf);
+	if (run->config_fd >= 0)
+		close(run->config_fd);
+	if (run->secrets_fd >= 0)
+		close(run->secrets_fd);
+	bson_free(run->manifest_json);
+	memset(run, 0, sizeof(*run));
+}
