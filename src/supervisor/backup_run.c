@@ -8,10 +8,9 @@
  * byte count the uploader received equals what the producer wrote.  Anything
  * else is an abort, so a failed export never becomes a committed blob.
  *
- * This file owns the phases (backup_run_step), the jobs and their
- * failures and retries, the timeout and cancel; the plan, the pipelines
- * and the commit are in backup_run_plan.c, backup_run_pipeline.c and
- * backup_run_commit.c (backup_run_int.h).
+ * This file, the bottom of backup_run_*.c (backup_run_int.h), owns the
+ * run's parts: sides and pipelines and their verdicts, the storage
+ * failures and the breaker, the timeout, cancel, the exit code and free.
  */
 #include "config.h"
 
@@ -43,6 +42,7 @@
 #define DUE_RECHECK_SECONDS 0.25
 #define EXPORT_RETRY_BASE_SECONDS 2
 
+
 double monotonic_seconds(void)
 {
 	struct timespec ts;
@@ -60,45 +60,197 @@ double wall_seconds(void)
 }
 
 
-static int count_running(const struct backup_run *run)
+void side_init(struct side *s)
 {
-	int n = 0;
-
-	for (size_t i = 0; i < run->n_jobs; i++)
-		if (run->jobs[i].state == JOB_DATA || run->jobs[i].state == JOB_METADATA)
-			n++;
-	return n;
+	memset(s, 0, sizeof(*s));
+	s->status_fd = -1;
+	s->estimate = -1;
+	s->newest_finished = -1;
 }
 
-static void job_fail(struct backup_run *run, struct collection_job *job, const char *why)
+void pipeline_init(struct pipeline *pl, const char *blob)
 {
-	snprintf(job->error, sizeof(job->error), "%s", why);
-	job->state = JOB_FAILED;
-	job->seconds = monotonic_seconds() - job->started;
-	run->n_failed++;
-	msg_error("collection %s: FAILED after %.1f s: %s; nothing committed for %s",
-		  job->name, job->seconds, why, job->blob);
+	memset(pl, 0, sizeof(*pl));
+	snprintf(pl->blob, sizeof(pl->blob), "%s", blob);
+	side_init(&pl->producer);
+	side_init(&pl->uploader);
+	pl->buffer_fd = -1;
 }
 
-static void job_succeeded(struct backup_run *run, struct collection_job *job)
+bool side_done(const struct side *s)
 {
-	double mb = (double)job->bson_bytes / 1e6;
-	double ratio = job->bson_bytes ? 100.0 * (double)job->gzip_bytes /
-					 (double)job->bson_bytes : 0.0;
+	return !s->started || (s->exited && s->status_fd < 0);
+}
 
-	job->state = JOB_DONE;
-	job->seconds = monotonic_seconds() - job->started;
-	run->n_ok++;
-	msg_info("collection %s: ok, %llu documents, %llu BSON bytes, %llu gzip bytes "
-		 "(%.1f%%), %.1f s, %.1f MB/s, blob %s", job->name,
-		 (unsigned long long)job->documents, (unsigned long long)job->bson_bytes,
-		 (unsigned long long)job->gzip_bytes, ratio, job->seconds,
-		 job->seconds > 0 ? mb / job->seconds : 0.0, job->blob);
+bool pipeline_done(const struct pipeline *pl)
+{
+	if (pl->self_produced && pl->buffer_fd >= 0)
+		return false;
+	return side_done(&pl->producer) && side_done(&pl->uploader);
+}
+
+void describe_exit(int wait_status, char *out, size_t len)
+{
+	if (WIFEXITED(wait_status))
+		snprintf(out, len, "exited with status %d", WEXITSTATUS(wait_status));
+	else if (WIFSIGNALED(wait_status))
+		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(wait_status),
+			 strsignal(WTERMSIG(wait_status)));
+	else
+		snprintf(out, len, "ended with wait status %d", wait_status);
+}
+
+bool side_succeeded(const struct side *s)
+{
+	return s->exited && WIFEXITED(s->wait_status) &&
+	       WEXITSTATUS(s->wait_status) == 0 && s->result_ok;
+}
+
+/* upload-blob ended without saying why: killed, or crashed.  The
+ * producer's error (a broken pipe) is then only a consequence. */
+bool uploader_died(const struct pipeline *pl)
+{
+	const struct side *u = &pl->uploader;
+
+	return u->started && u->exited && !u->result_ok && u->error[0] == '\0';
+}
+
+/* The most useful explanation of a failed pipeline: a dead uploader, then
+ * a real error reported by a child beats "aborted", which beats a bare exit
+ * status. */
+void pipeline_failure(const struct pipeline *pl, const char *producer_name,
+		      char *out, size_t len)
+{
+	const struct side *p = &pl->producer, *u = &pl->uploader;
+	char how[96];
+	bool p_real = p->error[0] && strcmp(p->error_class, ERR_CLASS_ABORTED) != 0;
+	bool u_real = u->error[0] && strcmp(u->error_class, ERR_CLASS_ABORTED) != 0;
+
+	if (uploader_died(pl)) {
+		describe_exit(u->wait_status, how, sizeof(how));
+		snprintf(out, len, "upload-blob %s", how);
+	} else if (p_real) {
+		snprintf(out, len, "%s", p->error);
+	} else if (u_real) {
+		snprintf(out, len, "%s", u->error);
+	} else if (p->started && p->exited && !side_succeeded(p)) {
+		describe_exit(p->wait_status, how, sizeof(how));
+		snprintf(out, len, "%s %s", producer_name, how);
+	} else if (u->exited && !side_succeeded(u)) {
+		describe_exit(u->wait_status, how, sizeof(how));
+		snprintf(out, len, "upload-blob %s", how);
+	} else if (p->error[0]) {
+		snprintf(out, len, "%s", p->error);
+	} else if (u->error[0]) {
+		snprintf(out, len, "%s", u->error);
+	} else {
+		snprintf(out, len, "the upload was not committed");
+	}
+}
+
+bool pipeline_succeeded(const struct pipeline *pl)
+{
+	return pl->committed && side_succeeded(&pl->uploader) &&
+	       (pl->self_produced || side_succeeded(&pl->producer));
+}
+
+void send_to_uploader(struct pipeline *pl, const char *what)
+{
+	if (pl->uploader.status_fd < 0)
+		return;
+	if (status_send(pl->uploader.status_fd, "%s", what) != 0)
+		msg_warn("%s: cannot reach upload-blob: %s", pl->blob, strerror(errno));
+}
+
+/* The two-phase commit decision, taken once both facts are in. */
+void pipeline_decide(struct pipeline *pl)
+{
+	char msg[128];
+
+	if (pl->decided || !pl->uploader.started)
+		return;
+	bool producer_over = pl->self_produced ? pl->buffer_fd < 0 : side_done(&pl->producer);
+	if (!producer_over)
+		return;
+	bool producer_ok = pl->self_produced ? pl->buffer_off == pl->buffer_len
+					     : side_succeeded(&pl->producer);
+	if (!producer_ok) {
+		pl->decided = true;
+		send_to_uploader(pl, "abort");
+		return;
+	}
+	if (!pl->staged)
+		return;
+	pl->decided = true;
+	uint64_t produced = pl->self_produced ? pl->buffer_len : pl->producer.gzip_bytes;
+	if (pl->staged_bytes != produced) {
+		snprintf(pl->producer.error, sizeof(pl->producer.error),
+			 "upload-blob received %llu bytes but the producer wrote %llu; "
+			 "not committed", (unsigned long long)pl->staged_bytes,
+			 (unsigned long long)produced);
+		snprintf(pl->producer.error_class, sizeof(pl->producer.error_class), "local");
+		send_to_uploader(pl, "abort");
+		return;
+	}
+	if (pl->self_produced)
+		snprintf(msg, sizeof(msg), "commit documents=0 bson_bytes=%llu",
+			 (unsigned long long)pl->buffer_len);
+	else
+		snprintf(msg, sizeof(msg), "commit documents=%llu bson_bytes=%llu",
+			 (unsigned long long)pl->producer.documents,
+			 (unsigned long long)pl->producer.bson_bytes);
+	pl->committed = true;
+	send_to_uploader(pl, msg);
+}
+
+int start_uploader(struct backup_run *run, struct pipeline *pl, int stdin_fd,
+		   const char *content_type, bool create_only,
+		   struct spawn_limits *limits)
+{
+	char path[PATH_MAX];
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/upload-blob", helper_dir());
+	char *argv[] = { "upload-blob", "-c", run->config_path, "--status-fd", "3",
+			 "--content-type", (char *)content_type, pl->blob, NULL, NULL };
+	if (create_only) {
+		argv[7] = "--create-only";
+		argv[8] = pl->blob;
+	}
+	struct spawn_request req = {
+		.path = path, .argv = argv, .stdin_fd = stdin_fd, .stdout_fd = -1,
+		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,
+		.run_as = run->run_as, .pgid = &run->pgid,
+		.limits = limits,
+	};
+	pid = spawn_child(&req);
+	int saved = errno;
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		errno = saved;
+		return -1;
+	}
+	fd_set_nonblock(sv[0], 1);
+	pl->uploader.pid = pid;
+	pl->uploader.status_fd = sv[0];
+	pl->uploader.started = true;
+	return 0;
+}
+
+void run_limits(const struct backup_run *run, struct spawn_limits *limits)
+{
+	limits->address_space = run->cfg->child_memory;
+	limits->cpu_seconds = run->cfg->child_cpu_seconds;
+	limits->open_files = run->cfg->child_open_files;
 }
 
 /* Only MongoDB trouble is worth another attempt within the run; a missing
  * collection or a refused credential will not fix itself in seconds. */
-static bool export_retryable(const struct pipeline *pl)
+bool export_retryable(const struct pipeline *pl)
 {
 	return strcmp(pl->producer.error_class, ERR_CLASS_MONGO) == 0;
 }
@@ -165,244 +317,6 @@ int storage_retry_delay(int storage_failures)
 	int shift = storage_failures < 5 ? storage_failures : 5;
 
 	return 1 << shift;   /* 2, 4, ... 32 s; the breaker paces it further */
-}
-
-/* A storage failure no retry can mend ends the run now instead of at
- * run_timeout: this collection fails with the cause, every collection
- * still queued fails unattempted, and the cause is the run's.  Pipelines
- * already running end by themselves (they meet the same refusal); nothing
- * is cancelled, so whatever did commit stays committed and the final
- * manifest says so. */
-static void fail_run_at_once(struct backup_run *run, struct collection_job *job,
-			     const char *cause)
-{
-	int unattempted = 0;
-
-	if (!run->failure[0])
-		snprintf(run->failure, sizeof(run->failure), "%s", cause);
-	job_fail(run, job, cause);
-	for (size_t i = 0; i < run->n_jobs; i++) {
-		struct collection_job *other = &run->jobs[i];
-		if (other->state != JOB_QUEUED)
-			continue;
-		/* Not job_fail(): a job never started has no time to report. */
-		other->state = JOB_FAILED;
-		snprintf(other->error, sizeof(other->error), "%snot attempted: %s",
-			 other->data_done ? "its metadata blob was " : "", cause);
-		run->n_failed++;
-		unattempted++;
-	}
-	if (unattempted > 0)
-		msg_error("run %s: %d more collection%s not attempted: the storage will refuse "
-			  "them the same way", run->run_id, unattempted,
-			  unattempted == 1 ? "" : "s");
-}
-
-void job_pipeline_over(struct backup_run *run, struct collection_job *job)
-{
-	struct pipeline *pl = &job->pl;
-	char why[600];
-
-	tell_breaker(run, pl);
-	if (!pipeline_succeeded(pl)) {
-		/* Cancelled: the children died of the supervisor's signals, and
-		 * the reason for the cancel is the one to record. */
-		if (run->cancelled && run->failure[0])
-			snprintf(why, sizeof(why), "%s", run->failure);
-		else
-			pipeline_failure(pl, "export-collection", why, sizeof(why));
-		const char *advice = run->cancelled ? NULL : storage_fatal_failure(run, pl);
-		if (advice != NULL) {
-			char cause[sizeof(why) + 300];
-			snprintf(cause, sizeof(cause), "%s%s", why, advice);
-			fail_run_at_once(run, job, cause);
-			return;
-		}
-		if (!run->cancelled && storage_transient_failure(run, pl) &&
-		    strcmp(pl->producer.error_class, ERR_CLASS_MONGO) != 0) {
-			/* An outage delays the backup; only run_timeout ends it. */
-			int delay = storage_retry_delay(++job->storage_failures);
-			msg_warn("collection %s: the storage failed (%s); queued again, next "
-				 "attempt in %d s or when the breaker allows", job->name, why, delay);
-			job->state = JOB_QUEUED;
-			job->not_before = time(NULL) + delay;
-			return;
-		}
-		/* A dead upload-blob is a local accident (memory limit, OOM
-		 * killer, an operator's kill): another attempt may well pass. */
-		if (!run->cancelled && (export_retryable(pl) || uploader_died(pl)) &&
-		    job->attempts <= run->cfg->export_retries) {
-			int delay = EXPORT_RETRY_BASE_SECONDS << (job->attempts - 1);
-			msg_warn("collection %s: attempt %d failed: %s; retrying in %d s",
-				 job->name, job->attempts, why, delay);
-			job->state = JOB_QUEUED;
-			job->not_before = time(NULL) + delay;
-			return;
-		}
-		job_fail(run, job, why);
-		return;
-	}
-	if (job->state == JOB_DATA) {
-		job->documents = pl->producer.documents;
-		job->bson_bytes = pl->producer.bson_bytes;
-		job->gzip_bytes = pl->uploaded_bytes;
-		snprintf(job->md5, sizeof(job->md5), "%s", pl->md5);
-		snprintf(job->sha256, sizeof(job->sha256), "%s", pl->sha256);
-		/* The metadata blob waits its turn like any upload. */
-		job->data_done = true;
-		job->attempts = 0;
-		job->state = JOB_QUEUED;
-		job->not_before = 0;
-		return;
-	}
-	job_succeeded(run, job);
-}
-
-static void start_jobs(struct backup_run *run)
-{
-	time_t now = time(NULL);
-
-	for (size_t i = 0; i < run->n_jobs && count_running(run) < run->cfg->parallel; i++) {
-		struct collection_job *job = &run->jobs[i];
-		char err[256];
-
-		if (job->state != JOB_QUEUED || job->not_before > now)
-			continue;
-		/* While the breaker is open nothing new talks to the storage. */
-		if (!breaker_allow(run->breaker, now))
-			return;
-		/* Attempts count per blob: the metadata's own retries are not
-		 * spent by the data's. */
-		job->attempts++;
-		if (job->started == 0)
-			job->started = monotonic_seconds();
-		pipeline_init(&job->pl, job->data_done ? job->metadata_blob : job->blob);
-		job->state = job->data_done ? JOB_METADATA : JOB_DATA;
-		msg_debug("collection %s: starting %s to %s (attempt %d)", job->name,
-			  job->data_done ? "metadata export" : "export", job->pl.blob,
-			  job->attempts);
-		if (start_export_pipeline(run, &job->pl, job->name, job->data_done, err,
-					  sizeof(err)) != 0) {
-			snprintf(job->pl.producer.error, sizeof(job->pl.producer.error), "%s", err);
-			snprintf(job->pl.producer.error_class,
-				 sizeof(job->pl.producer.error_class), "%s", ERR_CLASS_LOCAL);
-			if (pipeline_done(&job->pl)) {
-				breaker_release(run->breaker);
-				job_fail(run, job, err);
-			}
-		}
-	}
-}
-
-static bool jobs_all_over(const struct backup_run *run)
-{
-	for (size_t i = 0; i < run->n_jobs; i++)
-		if (run->jobs[i].state != JOB_DONE && run->jobs[i].state != JOB_FAILED)
-			return false;
-	return true;
-}
-
-void backup_run_step(struct backup_run *run)
-{
-	double now = monotonic_seconds();
-
-	if (run->phase == RUN_FINISHED)
-		return;
-	if (!run->cancelled && run->deadline > 0 && monotonic_seconds() >= run->deadline) {
-		run->timed_out = true;
-		backup_run_cancel(run, "the run exceeded [limits] run_timeout");
-	}
-	if (run->cancelled && !run->killed && now >= run->kill_at) {
-		run->killed = true;
-		if (run->pgid > 0)
-			kill(-run->pgid, SIGKILL);
-		for (size_t i = 0; i < run->n_jobs; i++) {
-			struct pipeline *pl = &run->jobs[i].pl;
-			if (pl->producer.pid > 0)
-				kill(pl->producer.pid, SIGKILL);
-			if (pl->uploader.pid > 0)
-				kill(pl->uploader.pid, SIGKILL);
-		}
-		if (run->manifest.uploader.pid > 0)
-			kill(run->manifest.uploader.pid, SIGKILL);
-	}
-
-	switch (run->phase) {
-	case RUN_LISTING:
-		if (run->list_fd >= 0 || !side_done(&run->lister))
-			return;
-		if (run->cancelled) {
-			finish_run(run);
-			return;
-		}
-		finish_listing(run);
-		return;
-	case RUN_MANIFEST_START:
-		if (manifest_step(run, false) != MANIFEST_WRITTEN)
-			return;
-		msg_info("run %s: starting: %zu collections of database %s into container %s, "
-			 "set %s", run->run_id, run->n_jobs, run->cfg->database,
-			 run->cfg->container, run->set_folder);
-		run->phase = RUN_COLLECTIONS;
-		/* fall through */
-	case RUN_COLLECTIONS:
-		if (run->cancelled) {
-			for (size_t i = 0; i < run->n_jobs; i++)
-				if (run->jobs[i].state == JOB_QUEUED)
-					job_fail(run, &run->jobs[i], run->failure);
-		} else {
-			start_jobs(run);
-		}
-		if (!jobs_all_over(run))
-			return;
-		run->finish_wall = wall_seconds();
-		/* However the run ended, its manifest now says what each
-		 * collection did; a cancel bounds this by its SIGKILL grace. */
-		run->phase = RUN_MANIFEST_END;
-		run->manifest_started = false;
-		/* fall through */
-	case RUN_MANIFEST_END:
-		if (manifest_step(run, true) == MANIFEST_PENDING)
-			return;
-		/* Retention only ever follows a complete run. */
-		if (backup_run_exit_code(run) != 0 || run->cancelled) {
-			if (start_newest_lookup(run) != 0)
-				finish_run(run);
-			return;
-		}
-		run->backup_complete = true;
-		run->phase = RUN_VERIFY;
-		if (run->cfg->verify_after_backup && start_verifier(run) != 0) {
-			snprintf(run->verify_summary, sizeof(run->verify_summary),
-				 "FAILED: could not start verify-set");
-			msg_error("verify: could not start verify-set; the set is not verified");
-		}
-		/* fall through */
-	case RUN_VERIFY:
-		if (!side_done(&run->verifier))
-			return;
-		if (run->verifier.started)
-			verification_over(run);
-		if (!run->backup_complete) {
-			if (start_newest_lookup(run) != 0)
-				finish_run(run);
-			return;
-		}
-		run->phase = RUN_RETENTION;
-		if (start_pruner(run, false) != 0) {
-			finish_run(run);
-			return;
-		}
-		/* fall through */
-	case RUN_RETENTION:
-		if (!side_done(&run->pruner))
-			return;
-		retention_over(run);
-		finish_run(run);
-		return;
-	case RUN_FINISHED:
-		return;
-	}
 }
 
 /* Seconds until work that is due at not_before may start: not before then,
@@ -519,4 +433,36 @@ int backup_run_exit_code(const struct backup_run *run)
 	    run->n_ok != (int)run->n_jobs)
 		return 1;
 	return 0;
+}
+
+void backup_run_free(struct backup_run *run)
+{
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct pipeline *pl = &run->jobs[i].pl;
+		if (pl->producer.status_fd >= 0)
+			close(pl->producer.status_fd);
+		if (pl->uploader.status_fd >= 0)
+			close(pl->uploader.status_fd);
+		free(run->jobs[i].name);
+	}
+	if (run->manifest.uploader.status_fd >= 0)
+		close(run->manifest.uploader.status_fd);
+	if (run->manifest.buffer_fd >= 0)
+		close(run->manifest.buffer_fd);
+	free(run->jobs);
+	if (run->lister.status_fd >= 0)
+		close(run->lister.status_fd);
+	if (run->pruner.status_fd >= 0)
+		close(run->pruner.status_fd);
+	if (run->verifier.status_fd >= 0)
+		close(run->verifier.status_fd);
+	if (run->list_fd >= 0)
+		close(run->list_fd);
+	free(run->list_buf);
+	if (run->config_fd >= 0)
+		close(run->config_fd);
+	if (run->secrets_fd >= 0)
+		close(run->secrets_fd);
+	bson_free(run->manifest_json);
+	memset(run, 0, sizeof(*run));
 }

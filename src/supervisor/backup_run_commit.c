@@ -29,6 +29,10 @@
 #include "xio.h"
 #include "backup_run_int.h"
 
+#define KILL_GRACE_SECONDS 10.0
+#define DUE_RECHECK_SECONDS 0.25
+#define EXPORT_RETRY_BASE_SECONDS 2
+
 
 static int start_manifest_upload(struct backup_run *run, bool final)
 {

@@ -1,9 +1,8 @@
-/* backup_run_pipeline.c - one collection's pipeline in a backup run:
- * export-collection | upload-blob, a status socket to each child, the
- * commit-or-abort decision (commit only when the producer exited 0,
- * reported "result ok" and the byte counts agree), and the pipelines' I/O
- * and reaping for the daemon's poll loop (backup_run_pollfds,
- * backup_run_handle_fds, backup_run_child_exited).
+/* backup_run_pipeline.c - the collections' jobs and their pipelines:
+ * export-collection | upload-blob started with a status socket to each
+ * child, the jobs started up to [limits] parallel, retried or failed as
+ * their pipelines end, and the pipelines' I/O (status lines, the
+ * uploader's commands, reaping) for the poll loop.
  */
 #include "config.h"
 
@@ -31,198 +30,14 @@
 #include "xio.h"
 #include "backup_run_int.h"
 
+#define KILL_GRACE_SECONDS 10.0
+#define DUE_RECHECK_SECONDS 0.25
+#define EXPORT_RETRY_BASE_SECONDS 2
 
-void side_init(struct side *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->status_fd = -1;
-	s->estimate = -1;
-	s->newest_finished = -1;
-}
-
-void pipeline_init(struct pipeline *pl, const char *blob)
-{
-	memset(pl, 0, sizeof(*pl));
-	snprintf(pl->blob, sizeof(pl->blob), "%s", blob);
-	side_init(&pl->producer);
-	side_init(&pl->uploader);
-	pl->buffer_fd = -1;
-}
-
-bool side_done(const struct side *s)
-{
-	return !s->started || (s->exited && s->status_fd < 0);
-}
-
-bool pipeline_done(const struct pipeline *pl)
-{
-	if (pl->self_produced && pl->buffer_fd >= 0)
-		return false;
-	return side_done(&pl->producer) && side_done(&pl->uploader);
-}
-
-void describe_exit(int wait_status, char *out, size_t len)
-{
-	if (WIFEXITED(wait_status))
-		snprintf(out, len, "exited with status %d", WEXITSTATUS(wait_status));
-	else if (WIFSIGNALED(wait_status))
-		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(wait_status),
-			 strsignal(WTERMSIG(wait_status)));
-	else
-		snprintf(out, len, "ended with wait status %d", wait_status);
-}
-
-bool side_succeeded(const struct side *s)
-{
-	return s->exited && WIFEXITED(s->wait_status) &&
-	       WEXITSTATUS(s->wait_status) == 0 && s->result_ok;
-}
-
-/* upload-blob ended without saying why: killed, or crashed.  The
- * producer's error (a broken pipe) is then only a consequence. */
-bool uploader_died(const struct pipeline *pl)
-{
-	const struct side *u = &pl->uploader;
-
-	return u->started && u->exited && !u->result_ok && u->error[0] == '\0';
-}
-
-/* The most useful explanation of a failed pipeline: a dead uploader, then
- * a real error reported by a child beats "aborted", which beats a bare exit
- * status. */
-void pipeline_failure(const struct pipeline *pl, const char *producer_name,
-		      char *out, size_t len)
-{
-	const struct side *p = &pl->producer, *u = &pl->uploader;
-	char how[96];
-	bool p_real = p->error[0] && strcmp(p->error_class, ERR_CLASS_ABORTED) != 0;
-	bool u_real = u->error[0] && strcmp(u->error_class, ERR_CLASS_ABORTED) != 0;
-
-	if (uploader_died(pl)) {
-		describe_exit(u->wait_status, how, sizeof(how));
-		snprintf(out, len, "upload-blob %s", how);
-	} else if (p_real) {
-		snprintf(out, len, "%s", p->error);
-	} else if (u_real) {
-		snprintf(out, len, "%s", u->error);
-	} else if (p->started && p->exited && !side_succeeded(p)) {
-		describe_exit(p->wait_status, how, sizeof(how));
-		snprintf(out, len, "%s %s", producer_name, how);
-	} else if (u->exited && !side_succeeded(u)) {
-		describe_exit(u->wait_status, how, sizeof(how));
-		snprintf(out, len, "upload-blob %s", how);
-	} else if (p->error[0]) {
-		snprintf(out, len, "%s", p->error);
-	} else if (u->error[0]) {
-		snprintf(out, len, "%s", u->error);
-	} else {
-		snprintf(out, len, "the upload was not committed");
-	}
-}
-
-bool pipeline_succeeded(const struct pipeline *pl)
-{
-	return pl->committed && side_succeeded(&pl->uploader) &&
-	       (pl->self_produced || side_succeeded(&pl->producer));
-}
-
-void send_to_uploader(struct pipeline *pl, const char *what)
-{
-	if (pl->uploader.status_fd < 0)
-		return;
-	if (status_send(pl->uploader.status_fd, "%s", what) != 0)
-		msg_warn("%s: cannot reach upload-blob: %s", pl->blob, strerror(errno));
-}
-
-/* The two-phase commit decision, taken once both facts are in. */
-void pipeline_decide(struct pipeline *pl)
-{
-	char msg[128];
-
-	if (pl->decided || !pl->uploader.started)
-		return;
-	bool producer_over = pl->self_produced ? pl->buffer_fd < 0 : side_done(&pl->producer);
-	if (!producer_over)
-		return;
-	bool producer_ok = pl->self_produced ? pl->buffer_off == pl->buffer_len
-					     : side_succeeded(&pl->producer);
-	if (!producer_ok) {
-		pl->decided = true;
-		send_to_uploader(pl, "abort");
-		return;
-	}
-	if (!pl->staged)
-		return;
-	pl->decided = true;
-	uint64_t produced = pl->self_produced ? pl->buffer_len : pl->producer.gzip_bytes;
-	if (pl->staged_bytes != produced) {
-		snprintf(pl->producer.error, sizeof(pl->producer.error),
-			 "upload-blob received %llu bytes but the producer wrote %llu; "
-			 "not committed", (unsigned long long)pl->staged_bytes,
-			 (unsigned long long)produced);
-		snprintf(pl->producer.error_class, sizeof(pl->producer.error_class), "local");
-		send_to_uploader(pl, "abort");
-		return;
-	}
-	if (pl->self_produced)
-		snprintf(msg, sizeof(msg), "commit documents=0 bson_bytes=%llu",
-			 (unsigned long long)pl->buffer_len);
-	else
-		snprintf(msg, sizeof(msg), "commit documents=%llu bson_bytes=%llu",
-			 (unsigned long long)pl->producer.documents,
-			 (unsigned long long)pl->producer.bson_bytes);
-	pl->committed = true;
-	send_to_uploader(pl, msg);
-}
-
-int start_uploader(struct backup_run *run, struct pipeline *pl, int stdin_fd,
-		   const char *content_type, bool create_only,
-		   struct spawn_limits *limits)
-{
-	char path[PATH_MAX];
-	int sv[2];
-	pid_t pid;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/upload-blob", helper_dir());
-	char *argv[] = { "upload-blob", "-c", run->config_path, "--status-fd", "3",
-			 "--content-type", (char *)content_type, pl->blob, NULL, NULL };
-	if (create_only) {
-		argv[7] = "--create-only";
-		argv[8] = pl->blob;
-	}
-	struct spawn_request req = {
-		.path = path, .argv = argv, .stdin_fd = stdin_fd, .stdout_fd = -1,
-		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,
-		.run_as = run->run_as, .pgid = &run->pgid,
-		.limits = limits,
-	};
-	pid = spawn_child(&req);
-	int saved = errno;
-	close(sv[1]);
-	if (pid < 0) {
-		close(sv[0]);
-		errno = saved;
-		return -1;
-	}
-	fd_set_nonblock(sv[0], 1);
-	pl->uploader.pid = pid;
-	pl->uploader.status_fd = sv[0];
-	pl->uploader.started = true;
-	return 0;
-}
-
-void run_limits(const struct backup_run *run, struct spawn_limits *limits)
-{
-	limits->address_space = run->cfg->child_memory;
-	limits->cpu_seconds = run->cfg->child_cpu_seconds;
-	limits->open_files = run->cfg->child_open_files;
-}
 
 /* export-collection [--metadata] | upload-blob */
-int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
-			  const char *collection, bool metadata, char *err, size_t errlen)
+static int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
+				 const char *collection, bool metadata, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	int data[2] = { -1, -1 }, sv[2] = { -1, -1 };
@@ -276,6 +91,177 @@ out:
 	if (r != 0 && pl->uploader.started)
 		pl->decided = true, send_to_uploader(pl, "abort");
 	return r;
+}
+
+static int count_running(const struct backup_run *run)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < run->n_jobs; i++)
+		if (run->jobs[i].state == JOB_DATA || run->jobs[i].state == JOB_METADATA)
+			n++;
+	return n;
+}
+
+void job_fail(struct backup_run *run, struct collection_job *job, const char *why)
+{
+	snprintf(job->error, sizeof(job->error), "%s", why);
+	job->state = JOB_FAILED;
+	job->seconds = monotonic_seconds() - job->started;
+	run->n_failed++;
+	msg_error("collection %s: FAILED after %.1f s: %s; nothing committed for %s",
+		  job->name, job->seconds, why, job->blob);
+}
+
+static void job_succeeded(struct backup_run *run, struct collection_job *job)
+{
+	double mb = (double)job->bson_bytes / 1e6;
+	double ratio = job->bson_bytes ? 100.0 * (double)job->gzip_bytes /
+					 (double)job->bson_bytes : 0.0;
+
+	job->state = JOB_DONE;
+	job->seconds = monotonic_seconds() - job->started;
+	run->n_ok++;
+	msg_info("collection %s: ok, %llu documents, %llu BSON bytes, %llu gzip bytes "
+		 "(%.1f%%), %.1f s, %.1f MB/s, blob %s", job->name,
+		 (unsigned long long)job->documents, (unsigned long long)job->bson_bytes,
+		 (unsigned long long)job->gzip_bytes, ratio, job->seconds,
+		 job->seconds > 0 ? mb / job->seconds : 0.0, job->blob);
+}
+
+/* A storage failure no retry can mend ends the run now instead of at
+ * run_timeout: this collection fails with the cause, every collection
+ * still queued fails unattempted, and the cause is the run's.  Pipelines
+ * already running end by themselves (they meet the same refusal); nothing
+ * is cancelled, so whatever did commit stays committed and the final
+ * manifest says so. */
+static void fail_run_at_once(struct backup_run *run, struct collection_job *job,
+			     const char *cause)
+{
+	int unattempted = 0;
+
+	if (!run->failure[0])
+		snprintf(run->failure, sizeof(run->failure), "%s", cause);
+	job_fail(run, job, cause);
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct collection_job *other = &run->jobs[i];
+		if (other->state != JOB_QUEUED)
+			continue;
+		/* Not job_fail(): a job never started has no time to report. */
+		other->state = JOB_FAILED;
+		snprintf(other->error, sizeof(other->error), "%snot attempted: %s",
+			 other->data_done ? "its metadata blob was " : "", cause);
+		run->n_failed++;
+		unattempted++;
+	}
+	if (unattempted > 0)
+		msg_error("run %s: %d more collection%s not attempted: the storage will refuse "
+			  "them the same way", run->run_id, unattempted,
+			  unattempted == 1 ? "" : "s");
+}
+
+static void job_pipeline_over(struct backup_run *run, struct collection_job *job)
+{
+	struct pipeline *pl = &job->pl;
+	char why[600];
+
+	tell_breaker(run, pl);
+	if (!pipeline_succeeded(pl)) {
+		/* Cancelled: the children died of the supervisor's signals, and
+		 * the reason for the cancel is the one to record. */
+		if (run->cancelled && run->failure[0])
+			snprintf(why, sizeof(why), "%s", run->failure);
+		else
+			pipeline_failure(pl, "export-collection", why, sizeof(why));
+		const char *advice = run->cancelled ? NULL : storage_fatal_failure(run, pl);
+		if (advice != NULL) {
+			char cause[sizeof(why) + 300];
+			snprintf(cause, sizeof(cause), "%s%s", why, advice);
+			fail_run_at_once(run, job, cause);
+			return;
+		}
+		if (!run->cancelled && storage_transient_failure(run, pl) &&
+		    strcmp(pl->producer.error_class, ERR_CLASS_MONGO) != 0) {
+			/* An outage delays the backup; only run_timeout ends it. */
+			int delay = storage_retry_delay(++job->storage_failures);
+			msg_warn("collection %s: the storage failed (%s); queued again, next "
+				 "attempt in %d s or when the breaker allows", job->name, why, delay);
+			job->state = JOB_QUEUED;
+			job->not_before = time(NULL) + delay;
+			return;
+		}
+		/* A dead upload-blob is a local accident (memory limit, OOM
+		 * killer, an operator's kill): another attempt may well pass. */
+		if (!run->cancelled && (export_retryable(pl) || uploader_died(pl)) &&
+		    job->attempts <= run->cfg->export_retries) {
+			int delay = EXPORT_RETRY_BASE_SECONDS << (job->attempts - 1);
+			msg_warn("collection %s: attempt %d failed: %s; retrying in %d s",
+				 job->name, job->attempts, why, delay);
+			job->state = JOB_QUEUED;
+			job->not_before = time(NULL) + delay;
+			return;
+		}
+		job_fail(run, job, why);
+		return;
+	}
+	if (job->state == JOB_DATA) {
+		job->documents = pl->producer.documents;
+		job->bson_bytes = pl->producer.bson_bytes;
+		job->gzip_bytes = pl->uploaded_bytes;
+		snprintf(job->md5, sizeof(job->md5), "%s", pl->md5);
+		snprintf(job->sha256, sizeof(job->sha256), "%s", pl->sha256);
+		/* The metadata blob waits its turn like any upload. */
+		job->data_done = true;
+		job->attempts = 0;
+		job->state = JOB_QUEUED;
+		job->not_before = 0;
+		return;
+	}
+	job_succeeded(run, job);
+}
+
+void start_jobs(struct backup_run *run)
+{
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < run->n_jobs && count_running(run) < run->cfg->parallel; i++) {
+		struct collection_job *job = &run->jobs[i];
+		char err[256];
+
+		if (job->state != JOB_QUEUED || job->not_before > now)
+			continue;
+		/* While the breaker is open nothing new talks to the storage. */
+		if (!breaker_allow(run->breaker, now))
+			return;
+		/* Attempts count per blob: the metadata's own retries are not
+		 * spent by the data's. */
+		job->attempts++;
+		if (job->started == 0)
+			job->started = monotonic_seconds();
+		pipeline_init(&job->pl, job->data_done ? job->metadata_blob : job->blob);
+		job->state = job->data_done ? JOB_METADATA : JOB_DATA;
+		msg_debug("collection %s: starting %s to %s (attempt %d)", job->name,
+			  job->data_done ? "metadata export" : "export", job->pl.blob,
+			  job->attempts);
+		if (start_export_pipeline(run, &job->pl, job->name, job->data_done, err,
+					  sizeof(err)) != 0) {
+			snprintf(job->pl.producer.error, sizeof(job->pl.producer.error), "%s", err);
+			snprintf(job->pl.producer.error_class,
+				 sizeof(job->pl.producer.error_class), "%s", ERR_CLASS_LOCAL);
+			if (pipeline_done(&job->pl)) {
+				breaker_release(run->breaker);
+				job_fail(run, job, err);
+			}
+		}
+	}
+}
+
+bool jobs_all_over(const struct backup_run *run)
+{
+	for (size_t i = 0; i < run->n_jobs; i++)
+		if (run->jobs[i].state != JOB_DONE && run->jobs[i].state != JOB_FAILED)
+			return false;
+	return true;
 }
 
 static void side_record(struct pipeline *pl, struct side *s, bool is_uploader,
@@ -354,7 +340,7 @@ static void side_result(struct pipeline *pl, struct side *s, bool is_uploader,
 	snprintf(s->error, sizeof(s->error), "%s", message ? message : "unspecified error");
 }
 
-static void side_read(struct pipeline *pl, struct side *s, bool is_uploader)
+void side_read(struct pipeline *pl, struct side *s, bool is_uploader)
 {
 	char msg[STATUS_MSG_MAX + 1];
 
@@ -434,7 +420,7 @@ size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max
 	return n;
 }
 
-static void pipeline_handle(struct pipeline *pl, const struct pollfd *fds, size_t n)
+void pipeline_handle(struct pipeline *pl, const struct pollfd *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (fds[i].revents == 0)
@@ -449,34 +435,13 @@ static void pipeline_handle(struct pipeline *pl, const struct pollfd *fds, size_
 	pipeline_decide(pl);
 }
 
-static void job_check(struct backup_run *run, struct collection_job *job)
+void job_check(struct backup_run *run, struct collection_job *job)
 {
 	if ((job->state == JOB_DATA || job->state == JOB_METADATA) && pipeline_done(&job->pl))
 		job_pipeline_over(run, job);
 }
 
-void backup_run_handle_fds(struct backup_run *run, const struct pollfd *fds, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (fds[i].revents == 0)
-			continue;
-		if (fds[i].fd == run->lister.status_fd)
-			side_read(&run->manifest, &run->lister, false);
-		else if (fds[i].fd == run->list_fd)
-			read_list(run);
-		else if (fds[i].fd == run->pruner.status_fd)
-			side_read(&run->manifest, &run->pruner, false);
-		else if (fds[i].fd == run->verifier.status_fd)
-			side_read(&run->manifest, &run->verifier, false);
-	}
-	pipeline_handle(&run->manifest, fds, n);
-	for (size_t i = 0; i < run->n_jobs; i++) {
-		pipeline_handle(&run->jobs[i].pl, fds, n);
-		job_check(run, &run->jobs[i]);
-	}
-}
-
-static bool side_reaped(struct side *s, pid_t pid, int wait_status)
+bool side_reaped(struct side *s, pid_t pid, int wait_status)
 {
 	if (s->pid != pid || pid <= 0)
 		return false;
@@ -501,8 +466,8 @@ static void log_usage(const struct pipeline *pl, const char *program, pid_t pid,
 		  usage->ru_maxrss);
 }
 
-static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status,
-			    const struct rusage *usage)
+bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status,
+		     const struct rusage *usage)
 {
 	if (pid > 0 && pid == pl->producer.pid)
 		log_usage(pl, "export-collection", pid, wait_status, usage);
@@ -524,36 +489,4 @@ static bool pipeline_reaped(struct pipeline *pl, pid_t pid, int wait_status,
 	}
 	pipeline_decide(pl);
 	return true;
-}
-
-bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
-			     const struct rusage *usage)
-{
-	if (pid > 0 && pid == run->verifier.pid) {
-		side_reaped(&run->verifier, pid, wait_status);
-		if (run->verifier.status_fd >= 0)
-			side_read(&run->manifest, &run->verifier, false);
-		return true;
-	}
-	if (pid > 0 && pid == run->pruner.pid) {
-		side_reaped(&run->pruner, pid, wait_status);
-		if (run->pruner.status_fd >= 0)
-			side_read(&run->manifest, &run->pruner, false);
-		return true;
-	}
-	if (pid > 0 && pid == run->lister.pid) {
-		side_reaped(&run->lister, pid, wait_status);
-		if (run->lister.status_fd >= 0)
-			side_read(&run->manifest, &run->lister, false);
-		return true;
-	}
-	if (pipeline_reaped(&run->manifest, pid, wait_status, usage))
-		return true;
-	for (size_t i = 0; i < run->n_jobs; i++) {
-		if (pipeline_reaped(&run->jobs[i].pl, pid, wait_status, usage)) {
-			job_check(run, &run->jobs[i]);
-			return true;
-		}
-	}
-	return false;
 }

@@ -1,7 +1,7 @@
 /* backup_run_plan.c - a backup run's plan: the configuration snapshot
  * handed to the children, the collection listing (export-collection
- * --list), the blob names for the run's set folder, the jobs, and
- * backup_run_start / backup_run_free.
+ * --list) started and read, and the jobs with their blob names for the
+ * run's set folder.
  */
 #include "config.h"
 
@@ -28,6 +28,10 @@
 #include "spawn.h"
 #include "xio.h"
 #include "backup_run_int.h"
+
+#define KILL_GRACE_SECONDS 10.0
+#define DUE_RECHECK_SECONDS 0.25
+#define EXPORT_RETRY_BASE_SECONDS 2
 
 
 /* Names every blob of the run for its set folder: blob_path rendered, with
@@ -56,7 +60,7 @@ int name_blobs(struct backup_run *run)
 }
 
 /* Sets up one job per collection name, with its blob names. */
-static int create_jobs(struct backup_run *run, char *const *collections, size_t n)
+int create_jobs(struct backup_run *run, char *const *collections, size_t n)
 {
 	const struct mab_config *cfg = run->cfg;
 
@@ -84,19 +88,7 @@ static int create_jobs(struct backup_run *run, char *const *collections, size_t 
 	return name_blobs(run);
 }
 
-static int begin_collections(struct backup_run *run, char *const *collections, size_t n)
-{
-	if (create_jobs(run, collections, n) != 0)
-		return -1;
-	msg_debug("run %s: %zu collections of database %s; claiming set %s", run->run_id,
-		  run->n_jobs, run->cfg->database, run->set_folder);
-	run->phase = RUN_MANIFEST_START;
-	run->manifest_started = false;
-	backup_run_step(run);
-	return run->phase == RUN_FINISHED ? -1 : 0;
-}
-
-static int start_lister(struct backup_run *run)
+int start_lister(struct backup_run *run)
 {
 	char path[PATH_MAX];
 	int data[2] = { -1, -1 }, sv[2] = { -1, -1 };
@@ -175,46 +167,10 @@ void read_list(struct backup_run *run)
 	run->list_fd = -1;
 }
 
-void finish_listing(struct backup_run *run)
-{
-	char **names = NULL;
-	size_t n = 0;
-
-	if (!side_succeeded(&run->lister) || run->lister.error[0] ||
-	    (run->list_len > 0 && run->list_buf[run->list_len - 1] != '\0')) {
-		char how[96];
-		describe_exit(run->lister.wait_status, how, sizeof(how));
-		snprintf(run->failure, sizeof(run->failure),
-			 "cannot list the collections of database '%s': %s",
-			 run->cfg->database, run->lister.error[0] ? run->lister.error : how);
-		goto fail;
-	}
-	for (size_t i = 0; i < run->list_len; i++)
-		if (run->list_buf[i] == '\0')
-			n++;
-	names = calloc(n + 1, sizeof(char *));
-	if (names == NULL) {
-		snprintf(run->failure, sizeof(run->failure), "out of memory");
-		goto fail;
-	}
-	size_t k = 0;
-	for (size_t off = 0; off < run->list_len; off += strlen(run->list_buf + off) + 1)
-		names[k++] = run->list_buf + off;
-	if (begin_collections(run, names, n) != 0)
-		goto fail;
-	free(names);
-	return;
-fail:
-	free(names);
-	run->n_failed = (int)run->n_jobs;
-	run->finish_wall = wall_seconds();
-	finish_run(run);
-}
-
 /* The children read the configuration the supervisor accepted, not the
  * file as it is now: a later edit, valid or not, reaches no run until a
  * reload accepts it.  A sealed memfd, passed as fd 4, holds that text. */
-static int snapshot_config(struct backup_run *run)
+int snapshot_config(struct backup_run *run)
 {
 	const struct mab_config *cfg = run->cfg;
 	int fd = memfd_create("mongo-azure-backup.conf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -240,86 +196,4 @@ static int snapshot_config(struct backup_run *run)
 	run->config_fd = fd;
 	snprintf(run->config_path, sizeof(run->config_path), "/dev/fd/%d", CHILD_CONFIG_FD);
 	return 0;
-}
-
-int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     struct breaker *breaker, const struct run_as *run_as,
-		     char *const *collections, size_t n_collections)
-{
-	struct tm tm;
-
-	memset(run, 0, sizeof(*run));
-	run->cfg = cfg;
-	run->breaker = breaker;
-	run->run_as = run_as;
-	run->pgid = 0;
-	run->list_fd = -1;
-	run->config_fd = -1;
-	run->secrets_fd = -1;
-	run->start = time(NULL);
-	run->start_mono = monotonic_seconds();
-	run->deadline = run->start_mono + cfg->run_timeout;
-	pipeline_init(&run->manifest, "");
-	side_init(&run->lister);
-	side_init(&run->pruner);
-	side_init(&run->verifier);
-	gmtime_r(&run->start, &tm);
-	strftime(run->run_id, sizeof(run->run_id), "%Y%m%dT%H%M%SZ", &tm);
-	/* The sequence keeps ids unique when two runs start in one second. */
-	static unsigned run_sequence;
-	snprintf(run->run_id + strlen(run->run_id), sizeof(run->run_id) - strlen(run->run_id),
-		 "-%ld-%u", (long)getpid(), ++run_sequence);
-	if (snapshot_config(run) != 0)
-		return -1;
-	/* Read now, as the supervisor: the helpers may not be able to. */
-	run->secrets_fd = secrets_snapshot(cfg, run->failure, sizeof(run->failure));
-	if (run->secrets_fd < 0)
-		return -1;
-	if (collections == NULL && cfg->all_collections) {
-		run->phase = RUN_LISTING;
-		return start_lister(run);
-	}
-	if (collections == NULL) {
-		collections = cfg->collections;
-		n_collections = cfg->n_collections;
-	}
-	if (begin_collections(run, collections, n_collections) != 0) {
-		/* It may have ended (and said so) on its own already. */
-		if (run->phase != RUN_FINISHED)
-			finish_run(run);
-		return -1;
-	}
-	return 0;
-}
-
-void backup_run_free(struct backup_run *run)
-{
-	for (size_t i = 0; i < run->n_jobs; i++) {
-		struct pipeline *pl = &run->jobs[i].pl;
-		if (pl->producer.status_fd >= 0)
-			close(pl->producer.status_fd);
-		if (pl->uploader.status_fd >= 0)
-			close(pl->uploader.status_fd);
-		free(run->jobs[i].name);
-	}
-	if (run->manifest.uploader.status_fd >= 0)
-		close(run->manifest.uploader.status_fd);
-	if (run->manifest.buffer_fd >= 0)
-		close(run->manifest.buffer_fd);
-	free(run->jobs);
-	if (run->lister.status_fd >= 0)
-		close(run->lister.status_fd);
-	if (run->pruner.status_fd >= 0)
-		close(run->pruner.status_fd);
-	if (run->verifier.status_fd >= 0)
-		close(run->verifier.status_fd);
-	if (run->list_fd >= 0)
-		close(run->list_fd);
-	free(run->list_buf);
-	if (run->config_fd >= 0)
-		close(run->config_fd);
-	if (run->secrets_fd >= 0)
-		close(run->secrets_fd);
-	bson_free(run->manifest_json);
-	memset(run, 0, sizeof(*run));
 }
