@@ -63,7 +63,7 @@ static const struct command {
 	{ "cancel", cmd_cancel, false },
 };
 
-int64_t now_ms(void)
+int64_t control_now_ms(void)
 {
 	struct timespec ts;
 

@@ -61,7 +61,7 @@ static void client_flush(struct control_server *srv, struct control_client *c)
 		}
 		c->out_done += (size_t)n;
 		/* A reader that keeps reading keeps its connection. */
-		c->deadline = now_ms() + srv->timeout_ms;
+		c->deadline = control_now_ms() + srv->timeout_ms;
 	}
 	client_close(c);
 }
@@ -97,7 +97,7 @@ static void client_reply(struct control_server *srv, struct control_client *c,
 	r->body = NULL;
 	c->out_done = 0;
 	c->phase = CLIENT_WRITING;
-	c->deadline = now_ms() + srv->timeout_ms;
+	c->deadline = control_now_ms() + srv->timeout_ms;
 	client_flush(srv, c);
 }
 
@@ -159,7 +159,7 @@ static void note_pressure(struct control_server *srv, const char *fmt, ...)
 /* A refused or evicted connection: a notice now and then, debug always. */
 static void note_pressure(struct control_server *srv, const char *fmt, ...)
 {
-	int64_t now = now_ms();
+	int64_t now = control_now_ms();
 	char msg[300];
 	va_list ap;
 
@@ -193,7 +193,7 @@ static void evict(struct control_server *srv, struct control_client *c, uid_t fo
 	note_pressure(srv, "closed a connection of uid %lu pid %ld (%s, %lld ms old) to make "
 		      "room for uid %lu", (unsigned long)c->uid, (long)c->pid,
 		      c->phase == CLIENT_READING ? "no request yet" : "reply not taken",
-		      (long long)(now_ms() - c->accepted), (unsigned long)for_uid);
+		      (long long)(control_now_ms() - c->accepted), (unsigned long)for_uid);
 	client_close(c);
 }
 
@@ -206,7 +206,7 @@ static void evict(struct control_server *srv, struct control_client *c, uid_t fo
 static struct control_client *eviction_victim(struct control_server *srv, bool privileged_peer)
 {
 	struct control_client *best = NULL;
-	int64_t idle_before = now_ms() - CONTROL_IDLE_EVICT_MS;
+	int64_t idle_before = control_now_ms() - CONTROL_IDLE_EVICT_MS;
 
 	for (size_t k = 0; k < CONTROL_MAX_CLIENTS; k++) {
 		struct control_client *c = &srv->clients[k];
@@ -279,7 +279,7 @@ static void accept_clients(struct control_server *srv)
 			    errno == ENOMEM) {
 				msg_warn("control: cannot accept: %s; pausing for %d ms",
 					 strerror(errno), ACCEPT_PAUSE_MS);
-				srv->accept_paused_until = now_ms() + ACCEPT_PAUSE_MS;
+				srv->accept_paused_until = control_now_ms() + ACCEPT_PAUSE_MS;
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
 				msg_warn("control: accept: %s", strerror(errno));
 			}
@@ -310,7 +310,7 @@ static void accept_clients(struct control_server *srv)
 		c->gid = cred.gid;
 		c->privileged = priv;
 		c->serial = srv->next_serial++;
-		c->accepted = now_ms();
+		c->accepted = control_now_ms();
 		c->deadline = c->accepted + srv->timeout_ms;
 	}
 }
@@ -319,7 +319,7 @@ static void accept_clients(struct control_server *srv)
  * in a loop that skips control_handle() when poll() times out. */
 static void expire_clients(struct control_server *srv)
 {
-	int64_t now = now_ms();
+	int64_t now = control_now_ms();
 
 	for (size_t k = 0; k < CONTROL_MAX_CLIENTS; k++) {
 		struct control_client *c = &srv->clients[k];
@@ -337,7 +337,7 @@ size_t control_pollfds(struct control_server *srv, struct pollfd *fds, size_t ma
 	if (srv == NULL)
 		return 0;
 	expire_clients(srv);
-	if (srv->accept_paused_until != 0 && now_ms() >= srv->accept_paused_until)
+	if (srv->accept_paused_until != 0 && control_now_ms() >= srv->accept_paused_until)
 		srv->accept_paused_until = 0;
 	if (n < max && srv->accept_paused_until == 0)
 		fds[n++] = (struct pollfd){ .fd = srv->fd, .events = POLLIN };
@@ -359,7 +359,7 @@ int control_timeout_ms(const struct control_server *srv)
 
 	if (srv == NULL)
 		return -1;
-	now = now_ms();
+	now = control_now_ms();
 	if (srv->accept_paused_until != 0)
 		nearest = srv->accept_paused_until;
 	for (size_t i = 0; i < CONTROL_MAX_CLIENTS; i++) {

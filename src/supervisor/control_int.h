@@ -71,7 +71,7 @@ struct reply {
 };
 
 /* control.c */
-int64_t now_ms(void);
+int64_t control_now_ms(void);
 bool privileged(const struct control_server *srv, uid_t uid);
 void process_request(struct control_server *srv, struct control_client *c,
 		     struct reply *r);
