@@ -1,0 +1,267 @@
+/* export_checks.c - what mongo-azure-backupd -t and --check-connect ask
+ * of export-collection: the [mongodb] uri parsed (and never echoed with
+ * its password), and with --check-connect the server reached and each
+ * configured collection found.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <mongoc/mongoc.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child_status.h"
+#include "gzip_out.h"
+#include "log.h"
+#include "mab_config.h"
+#include "no_core.h"
+#include "xio.h"
+#include "export_dump.h"
+
+/* ---- checks: mongo-azure-backupd -t and --check-connect ---------------- */
+
+void print_problem(void *ctx, const char *message)
+{
+	(void)ctx;
+	fprintf(stderr, "%s\n", message);
+}
+
+/* Where the URI came from, for "FILE:LINE: WHERE: message". */
+static void uri_source(const struct mab_config *cfg, int *line, char *where, size_t len)
+{
+	*line = 0;
+	if (*cfg->mongo_uri_file) {
+		*line = config_key_line(cfg, "mongodb", "uri_file");
+		snprintf(where, len, "uri_file %s", cfg->mongo_uri_file);
+	} else if (*cfg->mongo_uri) {
+		*line = config_key_line(cfg, "mongodb", "uri");
+		snprintf(where, len, "uri");
+	} else {
+		snprintf(where, len, "%s", getenv("MONGODB_URI") ? "MONGODB_URI" :
+			 "the default URI");
+	}
+}
+
+/* libmongoc's parse errors quote no credentials; should one ever quote
+ * the password (user:PASSWORD@), the message is not shown at all. */
+static bool quotes_password(const char *uri, const char *message)
+{
+	const char *p = strstr(uri, "://"), *at = NULL;
+
+	if (p == NULL)
+		return false;
+	p += 3;
+	for (const char *q = p; *q != '\0' && *q != '/'; q++)
+		if (*q == '@')
+			at = q;
+	const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+	if (colon == NULL || at - colon - 1 < 3)
+		return false;
+	char *password = strndup(colon + 1, (size_t)(at - colon - 1));
+	/* Out of memory: assume the worst. */
+	bool found = password == NULL || strstr(message, password) != NULL;
+	if (password != NULL) {
+		explicit_bzero(password, strlen(password));
+		free(password);
+	}
+	return found;
+}
+
+/* The URI as every export will parse it: 0 with *out set, or
+ * CHILD_EXIT_USAGE after printing FILE:LINE: why.  mongoc_init() first. */
+static int parse_uri(const struct mab_config *cfg, mongoc_uri_t **out)
+{
+	char err[512], where[600];
+	bson_error_t error;
+	int line;
+	char *text = config_mongo_uri(cfg, err, sizeof(err));
+
+	uri_source(cfg, &line, where, sizeof(where));
+	if (text == NULL) {
+		fprintf(stderr, "%s:%d: %s\n", cfg->path, line, err);
+		return CHILD_EXIT_USAGE;
+	}
+	*out = mongoc_uri_new_with_error(text, &error);
+	if (*out == NULL)
+		fprintf(stderr, "%s:%d: %s: %s\n", cfg->path, line, where,
+			quotes_password(text, error.message) ?
+			"not a MongoDB URI (libmongoc's message is not shown: it quotes the "
+			"password)" : error.message);
+	explicit_bzero(text, strlen(text));
+	free(text);
+	return *out == NULL ? CHILD_EXIT_USAGE : 0;
+}
+
+static void check_line(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void check_line(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(ok ? "ok   mongodb: " : "FAIL mongodb: ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* The collections = * case: what a run would back up.  -1 on error. */
+static long count_collections(struct export_job *job, bson_error_t *error)
+{
+	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
+	bson_t opts = BSON_INITIALIZER;
+	bson_t filter;
+	mongoc_cursor_t *cursor;
+	const bson_t *doc;
+	long n = 0;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+	BSON_APPEND_UTF8(&filter, "type", "collection");
+	bson_append_document_end(&opts, &filter);
+	cursor = mongoc_database_find_collections_with_opts(db, &opts);
+	while (mongoc_cursor_next(cursor, &doc)) {
+		bson_iter_t it;
+		if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
+		    strncmp(bson_iter_utf8(&it, NULL), "system.", 7) != 0)
+			n++;
+	}
+	if (mongoc_cursor_error(cursor, error))
+		n = -1;
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&opts);
+	mongoc_database_destroy(db);
+	return n;
+}
+
+/* One configured collection: it exists, is a collection, and a find (what
+ * the export runs) is allowed.  true when all holds. */
+static bool check_collection(struct export_job *job, const char *name)
+{
+	const char *class = ERR_CLASS_MONGO;
+	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+	bson_error_t error;
+	const bson_t *doc;
+	char why[640];
+	bool ok = false;
+
+	job->collection = name;
+	if (job->have_info) {
+		bson_destroy(&job->info);
+		job->have_info = false;
+	}
+	if (find_collection(job, &class, why, sizeof(why)) != 0) {
+		check_line(false, "%s", why);
+		goto out;
+	}
+	mongoc_collection_t *coll = mongoc_client_get_collection(job->client, job->database,
+								  name);
+	BSON_APPEND_INT64(&opts, "limit", 1);
+	mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+	mongoc_cursor_next(cursor, &doc);
+	ok = !mongoc_cursor_error(cursor, &error);
+	if (ok)
+		check_line(true, "collection '%s' of database '%s' exists and can be read",
+			   name, job->database);
+	else
+		check_line(false, "collection '%s' of database '%s' cannot be read: %s", name,
+			   job->database, error.message);
+	mongoc_cursor_destroy(cursor);
+	mongoc_collection_destroy(coll);
+out:
+	bson_destroy(&filter);
+	bson_destroy(&opts);
+	return ok;
+}
+
+/* --check-connect: ping, then every collection a run would export. */
+int check_connect(struct export_job *job, const struct mab_config *cfg,
+		  const mongoc_uri_t *uri)
+{
+	bson_t ping = BSON_INITIALIZER, reply;
+	bson_error_t error;
+	char hosts[256] = "";
+	size_t used = 0;
+	int failed = 0;
+
+	/* Host names and ports only: never the user information. */
+	for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(uri); h != NULL; h = h->next) {
+		int n = snprintf(hosts + used, sizeof(hosts) - used, "%s%s", used ? "," : "",
+				 h->host_and_port);
+		if (n < 0 || (size_t)n >= sizeof(hosts) - used)
+			break;
+		used += (size_t)n;
+	}
+	if (used == 0 && mongoc_uri_get_srv_hostname(uri) != NULL)
+		snprintf(hosts, sizeof(hosts), "%s (SRV)", mongoc_uri_get_srv_hostname(uri));
+
+	BSON_APPEND_INT32(&ping, "ping", 1);
+	bool pinged = mongoc_client_command_simple(job->client, "admin", &ping, NULL, &reply,
+						   &error);
+	bson_destroy(&reply);
+	bson_destroy(&ping);
+	if (!pinged) {
+		check_line(false, "ping %s: %s (the collections were not checked)", hosts,
+			   error.message);
+		return CHILD_EXIT_FAILED;
+	}
+	check_line(true, "ping %s", hosts);
+
+	if (cfg->all_collections) {
+		long n = count_collections(job, &error);
+		if (n < 0)
+			check_line(false, "listing the collections of database '%s' failed: %s",
+				   job->database, error.message);
+		else if (n == 0)
+			check_line(false, "database '%s' holds no collections (collections = *)",
+				   job->database);
+		else
+			check_line(true, "database '%s' holds %ld collection%s to back up",
+				   job->database, n, n == 1 ? "" : "s");
+		failed += n <= 0;
+	}
+	for (size_t i = 0; i < cfg->n_collections; i++)
+		failed += !check_collection(job, cfg->collections[i]);
+	return failed ? CHILD_EXIT_FAILED : CHILD_EXIT_OK;
+}
+
+/* --check-uri and --check-connect: exit 0 all passed, 1 a connection check
+ * failed, 2 the configuration (or the URI) is wrong. */
+int run_checks(struct export_job *job, const struct mab_config *cfg, bool connect)
+{
+	mongoc_uri_t *uri = NULL;
+	bson_error_t error;
+	int r;
+
+	mongoc_init();
+	r = parse_uri(cfg, &uri);
+	if (r != 0 || !connect)
+		goto out;
+	job->client = mongoc_client_new_from_uri_with_error(uri, &error);
+	if (job->client == NULL) {
+		check_line(false, "cannot create a client: %s", error.message);
+		r = CHILD_EXIT_FAILED;
+		goto out;
+	}
+	mongoc_client_set_error_api(job->client, MONGOC_ERROR_API_VERSION_2);
+	mongoc_client_set_appname(job->client, "mongo-azure-backup");
+	r = check_connect(job, cfg, uri);
+out:
+	if (job->have_info)
+		bson_destroy(&job->info);
+	job->have_info = false;
+	if (job->client != NULL)
+		mongoc_client_destroy(job->client);
+	job->client = NULL;
+	if (uri != NULL)
+		mongoc_uri_destroy(uri);
+	mongoc_cleanup();
+	return r;
+}

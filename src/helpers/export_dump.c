@@ -1,0 +1,351 @@
+/* export_dump.c - export-collection's export: the collection looked up
+ * (listCollections), its documents streamed as gzip'd BSON to stdout with
+ * progress on --status-fd, or its metadata.json (options and indexes).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <mongoc/mongoc.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child_status.h"
+#include "gzip_out.h"
+#include "log.h"
+#include "mab_config.h"
+#include "no_core.h"
+#include "xio.h"
+#include "export_dump.h"
+
+#define PROGRESS_INTERVAL_NS (250 * 1000 * 1000LL)
+
+void report_error(const struct export_job *job, const char *class,
+		  const char *fmt, ...)
+{
+	char text[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	msg_error("%s", text);
+	if (job->status_fd >= 0)
+		status_send(job->status_fd, "result error class=%s message=%s", class, text);
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* libmongoc errors never carry the URI password, only host names. */
+static const char *mongo_error_class(const bson_error_t *error)
+{
+	if (error->domain == MONGOC_ERROR_SERVER && error->code == 26)
+		return ERR_CLASS_NOTFOUND;
+	/* A refused login will not succeed on the next attempt either. */
+	if (error->domain == MONGOC_ERROR_CLIENT &&
+	    error->code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
+		return ERR_CLASS_AUTH;
+	if (error->domain == MONGOC_ERROR_SERVER && (error->code == 13 || error->code == 18))
+		return ERR_CLASS_AUTH;
+	return ERR_CLASS_MONGO;
+}
+
+/* --list: the names of the database's collections, NUL-terminated each (a
+ * name may hold any byte but NUL), views and system collections left out,
+ * as mongodump does for a database dump. */
+int list_collections(struct export_job *job)
+{
+	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
+	bson_t opts = BSON_INITIALIZER;
+	bson_t filter;
+	bson_error_t error;
+	mongoc_cursor_t *cursor;
+	const bson_t *doc;
+	unsigned count = 0;
+	int r = CHILD_EXIT_FAILED;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+	BSON_APPEND_UTF8(&filter, "type", "collection");
+	bson_append_document_end(&opts, &filter);
+	cursor = mongoc_database_find_collections_with_opts(db, &opts);
+	while (mongoc_cursor_next(cursor, &doc)) {
+		bson_iter_t it;
+		const char *name;
+		uint32_t len;
+
+		if (!bson_iter_init_find(&it, doc, "name") || !BSON_ITER_HOLDS_UTF8(&it))
+			continue;
+		name = bson_iter_utf8(&it, &len);
+		if (strncmp(name, "system.", 7) == 0 || memchr(name, '\0', len) != NULL)
+			continue;
+		if (xwrite_all(STDOUT_FILENO, name, (size_t)len + 1) != 0) {
+			report_error(job, errno == EPIPE ? ERR_CLASS_ABORTED : ERR_CLASS_LOCAL,
+				     "writing the collection list failed: %s", strerror(errno));
+			goto out;
+		}
+		count++;
+	}
+	if (mongoc_cursor_error(cursor, &error)) {
+		report_error(job, mongo_error_class(&error),
+			     "listing collections of database '%s' failed: %s",
+			     job->database, error.message);
+		goto out;
+	}
+	if (job->status_fd >= 0)
+		status_send(job->status_fd, "result ok documents=%u", count);
+	r = CHILD_EXIT_OK;
+out:
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&opts);
+	mongoc_database_destroy(db);
+	return r;
+}
+
+/* Finds the collection's listCollections entry: it tells us that the
+ * collection exists, whether it is a view, and its uuid and options.
+ * 0, or -1 with the reason in why and its ERR_CLASS_* in *class. */
+int find_collection(struct export_job *job, const char **class, char *why,
+		    size_t whylen)
+{
+	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
+	bson_t opts = BSON_INITIALIZER;
+	bson_t filter;
+	bson_error_t error;
+	mongoc_cursor_t *cursor = NULL;
+	const bson_t *doc;
+	int r = -1;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+	BSON_APPEND_UTF8(&filter, "name", job->collection);
+	bson_append_document_end(&opts, &filter);
+	cursor = mongoc_database_find_collections_with_opts(db, &opts);
+	if (mongoc_cursor_next(cursor, &doc)) {
+		bson_copy_to(doc, &job->info);
+		job->have_info = true;
+	}
+	if (mongoc_cursor_error(cursor, &error)) {
+		*class = mongo_error_class(&error);
+		snprintf(why, whylen, "listing collections of database '%s' failed: %s",
+			 job->database, error.message);
+		goto out;
+	}
+	if (!job->have_info) {
+		*class = ERR_CLASS_NOTFOUND;
+		snprintf(why, whylen, "collection '%s' does not exist in database '%s'",
+			 job->collection, job->database);
+		goto out;
+	}
+	bson_iter_t it;
+	if (bson_iter_init_find(&it, &job->info, "type") && BSON_ITER_HOLDS_UTF8(&it) &&
+	    strcmp(bson_iter_utf8(&it, NULL), "collection") != 0) {
+		*class = ERR_CLASS_NOTFOUND;
+		snprintf(why, whylen, "'%s' in database '%s' is a %s, not a collection",
+			 job->collection, job->database, bson_iter_utf8(&it, NULL));
+		goto out;
+	}
+	r = 0;
+out:
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&opts);
+	mongoc_database_destroy(db);
+	return r;
+}
+
+int lookup_collection(struct export_job *job)
+{
+	const char *class = ERR_CLASS_MONGO;
+	char why[640];
+
+	if (find_collection(job, &class, why, sizeof(why)) == 0)
+		return 0;
+	report_error(job, class, "%s", why);
+	return -1;
+}
+
+int export_documents(struct export_job *job)
+{
+	struct gzip_out gz;
+	bson_t filter = BSON_INITIALIZER;
+	bson_t opts = BSON_INITIALIZER;
+	bson_t hint;
+	bson_error_t error;
+	mongoc_cursor_t *cursor = NULL;
+	const bson_t *doc;
+	uint64_t documents = 0;
+	long long next_progress = now_ns() + PROGRESS_INTERVAL_NS;
+	int r = CHILD_EXIT_FAILED;
+
+	if (gzip_out_init(&gz, STDOUT_FILENO, job->level) != 0) {
+		report_error(job, ERR_CLASS_LOCAL, "cannot start gzip: %s", strerror(errno));
+		goto out_nogz;
+	}
+
+	int64_t estimate = mongoc_collection_estimated_document_count(job->coll, NULL,
+								       NULL, NULL, &error);
+	if (estimate >= 0 && job->status_fd >= 0)
+		status_send(job->status_fd, "estimate documents=%lld", (long long)estimate);
+
+	/* mongodump's read: the natural order, no sort, no index. */
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "hint", &hint);
+	BSON_APPEND_INT32(&hint, "$natural", 1);
+	bson_append_document_end(&opts, &hint);
+	cursor = mongoc_collection_find_with_opts(job->coll, &filter, &opts, NULL);
+
+	while (mongoc_cursor_next(cursor, &doc)) {
+		if (gzip_out_write(&gz, bson_get_data(doc), doc->len) != 0)
+			goto write_failed;
+		documents++;
+		if ((documents & 255) == 0 && job->status_fd >= 0) {
+			long long t = now_ns();
+			if (t >= next_progress) {
+				next_progress = t + PROGRESS_INTERVAL_NS;
+				status_send(job->status_fd,
+					    "progress documents=%llu bson_bytes=%llu gzip_bytes=%llu",
+					    (unsigned long long)documents,
+					    (unsigned long long)gz.bytes_in,
+					    (unsigned long long)gz.bytes_out);
+			}
+		}
+	}
+	if (mongoc_cursor_error(cursor, &error)) {
+		report_error(job, mongo_error_class(&error),
+			     "reading collection '%s' failed after %llu documents: %s",
+			     job->collection, (unsigned long long)documents, error.message);
+		goto out;
+	}
+	if (gzip_out_finish(&gz) != 0)
+		goto write_failed;
+	if (job->status_fd >= 0)
+		status_send(job->status_fd,
+			    "result ok documents=%llu bson_bytes=%llu gzip_bytes=%llu",
+			    (unsigned long long)documents, (unsigned long long)gz.bytes_in,
+			    (unsigned long long)gz.bytes_out);
+	msg_debug("exported %s.%s: %llu documents, %llu BSON bytes, %llu gzip bytes",
+		  job->database, job->collection, (unsigned long long)documents,
+		  (unsigned long long)gz.bytes_in, (unsigned long long)gz.bytes_out);
+	r = CHILD_EXIT_OK;
+	goto out;
+
+write_failed:
+	if (errno == EPIPE) {
+		report_error(job, ERR_CLASS_ABORTED, "the reader of the export of '%s' went "
+			     "away after %llu documents", job->collection,
+			     (unsigned long long)documents);
+		r = CHILD_EXIT_PEER_GONE;
+	} else {
+		report_error(job, ERR_CLASS_LOCAL, "writing the export of '%s' failed: %s",
+			     job->collection, strerror(errno));
+	}
+out:
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&filter);
+	bson_destroy(&opts);
+	gzip_out_free(&gz);
+out_nogz:
+	return r;
+}
+
+/* mongodump's <coll>.metadata.json: options (left out when empty), indexes,
+ * uuid as 32 hex digits, collectionName, type; canonical Extended JSON. */
+int export_metadata(struct export_job *job)
+{
+	bson_t meta = BSON_INITIALIZER;
+	bson_t indexes;
+	bson_error_t error;
+	bson_iter_t it, info_it;
+	mongoc_cursor_t *cursor = NULL;
+	const bson_t *doc;
+	char *json = NULL;
+	size_t json_len = 0;
+	struct gzip_out gz;
+	bool gz_ready = false;
+	int r = CHILD_EXIT_FAILED;
+	uint32_t idx = 0;
+
+	if (bson_iter_init_find(&it, &job->info, "options") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+		uint32_t len;
+		const uint8_t *data;
+		bson_t options;
+		bson_iter_document(&it, &len, &data);
+		if (bson_init_static(&options, data, len) && !bson_empty(&options))
+			BSON_APPEND_DOCUMENT(&meta, "options", &options);
+	}
+
+	BSON_APPEND_ARRAY_BEGIN(&meta, "indexes", &indexes);
+	cursor = mongoc_collection_find_indexes_with_opts(job->coll, NULL);
+	while (mongoc_cursor_next(cursor, &doc)) {
+		char key[16];
+		const char *keyp;
+		bson_uint32_to_string(idx++, &keyp, key, sizeof(key));
+		bson_append_document(&indexes, keyp, -1, doc);
+	}
+	bson_append_array_end(&meta, &indexes);
+	if (mongoc_cursor_error(cursor, &error)) {
+		report_error(job, mongo_error_class(&error),
+			     "listing the indexes of '%s' failed: %s", job->collection,
+			     error.message);
+		goto out;
+	}
+
+	if (bson_iter_init_find(&it, &job->info, "info") &&
+	    BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &info_it) &&
+	    bson_iter_find(&info_it, "uuid") && BSON_ITER_HOLDS_BINARY(&info_it)) {
+		bson_subtype_t subtype;
+		uint32_t len;
+		const uint8_t *bytes;
+		char hex[65];
+		bson_iter_binary(&info_it, &subtype, &len, &bytes);
+		if (len <= 32) {
+			for (uint32_t i = 0; i < len; i++)
+				snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+			hex[2 * len] = '\0';
+			BSON_APPEND_UTF8(&meta, "uuid", hex);
+		}
+	}
+	BSON_APPEND_UTF8(&meta, "collectionName", job->collection);
+	BSON_APPEND_UTF8(&meta, "type", "collection");
+
+	json = bson_as_canonical_extended_json(&meta, &json_len);
+	if (json == NULL) {
+		report_error(job, ERR_CLASS_LOCAL, "cannot encode the metadata of '%s'",
+			     job->collection);
+		goto out;
+	}
+	if (gzip_out_init(&gz, STDOUT_FILENO, job->level) != 0) {
+		report_error(job, ERR_CLASS_LOCAL, "cannot start gzip: %s", strerror(errno));
+		goto out;
+	}
+	gz_ready = true;
+	if (gzip_out_write(&gz, json, json_len) != 0 || gzip_out_finish(&gz) != 0) {
+		bool gone = errno == EPIPE;
+		report_error(job, gone ? ERR_CLASS_ABORTED : ERR_CLASS_LOCAL,
+			     "writing the metadata of '%s' failed: %s", job->collection,
+			     strerror(errno));
+		r = gone ? CHILD_EXIT_PEER_GONE : CHILD_EXIT_FAILED;
+		goto out;
+	}
+	if (job->status_fd >= 0)
+		status_send(job->status_fd, "result ok documents=%u bson_bytes=%zu "
+			    "gzip_bytes=%llu", idx, json_len,
+			    (unsigned long long)gz.bytes_out);
+	r = CHILD_EXIT_OK;
+out:
+	if (gz_ready)
+		gzip_out_free(&gz);
+	bson_free(json);
+	mongoc_cursor_destroy(cursor);
+	bson_destroy(&meta);
+	return r;
+}

@@ -1,0 +1,41 @@
+/* export_dump.h - what export-collection's files share: the job (struct
+ * export_job), the export itself (export_dump.c) and the checks
+ * (export_checks.c), both called by export_collection.c (main).
+ */
+#ifndef MAB_EXPORT_DUMP_H
+#define MAB_EXPORT_DUMP_H
+
+#include <bson/bson.h>
+#include <mongoc/mongoc.h>
+#include <stdbool.h>
+
+#include "mab_config.h"
+
+struct export_job {
+	const char *collection;
+	const char *database;
+	int level;
+	int status_fd;
+	mongoc_client_t *client;
+	mongoc_collection_t *coll;
+	bson_t info;             /* listCollections entry */
+	bool have_info;
+};
+
+/* export_dump.c */
+int export_documents(struct export_job *job);
+int export_metadata(struct export_job *job);
+int find_collection(struct export_job *job, const char **class, char *why,
+		    size_t whylen);
+int list_collections(struct export_job *job);
+int lookup_collection(struct export_job *job);
+void report_error(const struct export_job *job, const char *class,
+		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* export_checks.c */
+int check_connect(struct export_job *job, const struct mab_config *cfg,
+		  const mongoc_uri_t *uri);
+void print_problem(void *ctx, const char *message);
+int run_checks(struct export_job *job, const struct mab_config *cfg, bool connect);
+
+#endif
