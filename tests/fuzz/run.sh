@@ -1,7 +1,7 @@
 #!/bin/sh
 # run.sh - build the libFuzzer targets and run each one for a while.
 #
-#   sh tests/fuzz/run.sh [NAME...]        (default: every tests/fuzz/fuzz_NAME.c)
+#   sh tests/fuzz/run.sh [NAME...]        (default: every src/*/fuzz_NAME.c)
 #
 # Builds in ./build-fuzz (CC=clang ../configure --enable-fuzzers), then runs
 # tests/fuzz/fuzz-NAME for FUZZ_SECONDS (default 20) each, FUZZ_JOBS
@@ -68,7 +68,7 @@ fi
 if [ $# -gt 0 ]; then
 	targets="$*"
 else
-	targets=$(cd tests/fuzz && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
+	targets=$(ls src/*/fuzz_*.c | sed 's|^.*/fuzz_||; s/\.c$//')
 fi
 
 [ -x configure ] || autoreconf -fi
