@@ -28,7 +28,7 @@
 
 /* ---- next-runs --------------------------------------------------------- */
 
-int cmd_next_runs(struct ctl *c, struct next_args *a)
+int tool_cmd_next_runs(struct ctl *c, struct next_args *a)
 {
 	struct cron_expr e;
 	struct iso8601 from;

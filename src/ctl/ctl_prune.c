@@ -31,7 +31,7 @@
 /* Runs the prune-sets helper, which does the work and prints the plan
  * straight to our stdout; its exit status (0, 1, 2) becomes ours.  Only
  * the configuration's path goes on its command line, never a secret. */
-int cmd_prune(const struct ctl *c, bool dry_run)
+int tool_cmd_prune(const struct ctl *c, bool dry_run)
 {
 	const char *dir = getenv("MAB_LIBEXECDIR");
 	char path[4096];

@@ -289,7 +289,7 @@ out:
 	return r;
 }
 
-int cmd_run(struct ctl *c, bool wait)
+int tool_cmd_run(struct ctl *c, bool wait)
 {
 	struct control_reply reply;
 	struct before b;

@@ -212,7 +212,7 @@ static void print_status(const bson_t *doc)
 
 /* ---- commands that ask the daemon -------------------------------------- */
 
-int cmd_status(struct ctl *c, bool json)
+int tool_cmd_status(struct ctl *c, bool json)
 {
 	struct control_reply reply;
 	bson_t *doc = NULL;
@@ -244,7 +244,7 @@ out:
 	return r;
 }
 
-int cmd_metrics(struct ctl *c)
+int tool_cmd_metrics(struct ctl *c)
 {
 	struct control_reply reply;
 	int r = ask(c, "metrics", &reply);
@@ -261,7 +261,7 @@ int cmd_metrics(struct ctl *c)
 	return r;
 }
 
-int cmd_cancel(struct ctl *c)
+int tool_cmd_cancel(struct ctl *c)
 {
 	struct control_reply reply;
 	bson_t *doc = NULL;

@@ -69,20 +69,20 @@ void trim_right(char *s);
 const char *utc_text(const char *iso, char *buf, size_t len);
 
 /* ctl_status.c */
-int cmd_cancel(struct ctl *c);
-int cmd_metrics(struct ctl *c);
-int cmd_status(struct ctl *c, bool json);
+int tool_cmd_cancel(struct ctl *c);
+int tool_cmd_metrics(struct ctl *c);
+int tool_cmd_status(struct ctl *c, bool json);
 void count_done(const bson_t *coll, void *arg);
 void current_line(const bson_t *coll, int bar, char *line, size_t len);
 void print_last_run(const bson_t *run);
 
 /* ctl_run.c */
-int cmd_run(struct ctl *c, bool wait);
+int tool_cmd_run(struct ctl *c, bool wait);
 
 /* ctl_next_runs.c */
-int cmd_next_runs(struct ctl *c, struct next_args *a);
+int tool_cmd_next_runs(struct ctl *c, struct next_args *a);
 
 /* ctl_prune.c */
-int cmd_prune(const struct ctl *c, bool dry_run);
+int tool_cmd_prune(const struct ctl *c, bool dry_run);
 
 #endif

@@ -117,7 +117,7 @@ static int dispatch(struct ctl *c, int argc, char **argv)
 		}
 		if (optind < argc)
 			return usage_error("prune: unexpected argument '%s'", argv[optind]);
-		return cmd_prune(c, dry_run);
+		return tool_cmd_prune(c, dry_run);
 	}
 	if (strcmp(cmd, "next-runs") == 0) {
 		static const struct option opts[] = {
@@ -151,7 +151,7 @@ static int dispatch(struct ctl *c, int argc, char **argv)
 			sprintf(expr + old, "%s%s", old > 0 ? " " : "", argv[i]);
 		}
 		a.expr = expr;
-		r = cmd_next_runs(c, &a);
+		r = tool_cmd_next_runs(c, &a);
 		free(expr);
 		return r;
 	}
@@ -188,12 +188,12 @@ static int dispatch(struct ctl *c, int argc, char **argv)
 	if (r != EXIT_OK)
 		return r;
 	if (is_status)
-		return cmd_status(c, json);
+		return tool_cmd_status(c, json);
 	if (is_run)
-		return cmd_run(c, wait);
+		return tool_cmd_run(c, wait);
 	if (strcmp(cmd, "cancel") == 0)
-		return cmd_cancel(c);
-	return cmd_metrics(c);
+		return tool_cmd_cancel(c);
+	return tool_cmd_metrics(c);
 }
 
 int main(int argc, char **argv)

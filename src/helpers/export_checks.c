@@ -27,7 +27,7 @@
 
 /* ---- checks: mongo-azure-backupd -t and --check-connect ---------------- */
 
-void print_problem(void *ctx, const char *message)
+void export_print_problem(void *ctx, const char *message)
 {
 	(void)ctx;
 	fprintf(stderr, "%s\n", message);
@@ -182,8 +182,8 @@ out:
 }
 
 /* --check-connect: ping, then every collection a run would export. */
-int check_connect(struct export_job *job, const struct mab_config *cfg,
-		  const mongoc_uri_t *uri)
+int export_check_connect(struct export_job *job, const struct mab_config *cfg,
+			 const mongoc_uri_t *uri)
 {
 	bson_t ping = BSON_INITIALIZER, reply;
 	bson_error_t error;
@@ -234,7 +234,7 @@ int check_connect(struct export_job *job, const struct mab_config *cfg,
 
 /* --check-uri and --check-connect: exit 0 all passed, 1 a connection check
  * failed, 2 the configuration (or the URI) is wrong. */
-int run_checks(struct export_job *job, const struct mab_config *cfg, bool connect)
+int export_run_checks(struct export_job *job, const struct mab_config *cfg, bool connect)
 {
 	mongoc_uri_t *uri = NULL;
 	bson_error_t error;
@@ -252,7 +252,7 @@ int run_checks(struct export_job *job, const struct mab_config *cfg, bool connec
 	}
 	mongoc_client_set_error_api(job->client, MONGOC_ERROR_API_VERSION_2);
 	mongoc_client_set_appname(job->client, "mongo-azure-backup");
-	r = check_connect(job, cfg, uri);
+	r = export_check_connect(job, cfg, uri);
 out:
 	if (job->have_info)
 		bson_destroy(&job->info);

@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 	struct export_job job = { .status_fd = -1, .level = -1 };
 	struct mab_config cfg;
 	const char *conf_path = MAB_DEFAULT_CONFIG;
-	bool metadata = false, list = false, check_uri = false, check_connect = false;
+	bool metadata = false, list = false, check_uri = false, export_check_connect = false;
 	char err[512];
 	char *uri_text = NULL;
 	mongoc_uri_t *uri = NULL;
@@ -93,12 +93,12 @@ int main(int argc, char **argv)
 		case 'd': job.database = optarg; break;
 		case 'l': job.level = atoi(optarg); break;
 		case 'U': check_uri = true; break;
-		case 'K': check_connect = true; break;
+		case 'K': export_check_connect = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return CHILD_EXIT_USAGE;
 		}
 	}
-	bool checking = check_uri || check_connect;
+	bool checking = check_uri || export_check_connect;
 	if (optind != argc - (list || checking ? 0 : 1)) {
 		usage(stderr);
 		return CHILD_EXIT_USAGE;
@@ -110,13 +110,13 @@ int main(int argc, char **argv)
 
 	if (checking) {
 		/* Checks speak to a person: each problem as FILE:LINE: on stderr. */
-		if (config_load(conf_path, &cfg, print_problem, NULL) != 0) {
+		if (config_load(conf_path, &cfg, export_print_problem, NULL) != 0) {
 			config_free(&cfg);
 			return CHILD_EXIT_USAGE;
 		}
 		if (job.database == NULL)
 			job.database = cfg.database;
-		r = run_checks(&job, &cfg, check_connect);
+		r = export_run_checks(&job, &cfg, export_check_connect);
 		config_free(&cfg);
 		return r;
 	}

@@ -33,9 +33,9 @@ void report_error(const struct export_job *job, const char *class,
 		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* export_checks.c */
-int check_connect(struct export_job *job, const struct mab_config *cfg,
-		  const mongoc_uri_t *uri);
-void print_problem(void *ctx, const char *message);
-int run_checks(struct export_job *job, const struct mab_config *cfg, bool connect);
+int export_check_connect(struct export_job *job, const struct mab_config *cfg,
+			 const mongoc_uri_t *uri);
+void export_print_problem(void *ctx, const char *message);
+int export_run_checks(struct export_job *job, const struct mab_config *cfg, bool connect);
 
 #endif

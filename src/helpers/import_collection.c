@@ -60,13 +60,15 @@ static int read_metadata(struct import *im, int fd)
 		if (cap - len < 65536) {
 			cap = cap ? cap * 2 : 65536;
 			if (cap > METADATA_JSON_MAX + 65536) {
-				fail(im, IMPORT_CLASS_META, "the metadata is larger than %u bytes",
-				     METADATA_JSON_MAX);
+				import_fail(im, IMPORT_CLASS_META,
+					    "the metadata is larger than %u bytes",
+					    METADATA_JSON_MAX);
 				goto out;
 			}
 			char *p = realloc(buf, cap + 1);
 			if (p == NULL) {
-				fail(im, ERR_CLASS_LOCAL, "out of memory reading the metadata");
+				import_fail(im, ERR_CLASS_LOCAL,
+					    "out of memory reading the metadata");
 				goto out;
 			}
 			buf = p;
@@ -75,8 +77,9 @@ static int read_metadata(struct import *im, int fd)
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
-			fail(im, ERR_CLASS_LOCAL, "cannot read the metadata from fd %d: %s", fd,
-			     strerror(errno));
+			import_fail(im, ERR_CLASS_LOCAL, "cannot read the metadata from fd %d: %s",
+				    fd,
+				    strerror(errno));
 			goto out;
 		}
 		if (got == 0)
@@ -86,7 +89,7 @@ static int read_metadata(struct import *im, int fd)
 	buf[len] = '\0';
 	im->meta = metadata_parse(buf, len, &n_indexes, why, sizeof(why));
 	if (im->meta == NULL) {
-		fail(im, IMPORT_CLASS_META, "the metadata is unusable: %s", why);
+		import_fail(im, IMPORT_CLASS_META, "the metadata is unusable: %s", why);
 		goto out;
 	}
 	r = 0;
@@ -105,20 +108,21 @@ static int connect_target(struct import *im)
 	/* Nothing we start could need it, and it should not linger. */
 	unsetenv("MONGODB_URI");
 	if (uri_text == NULL) {
-		fail(im, ERR_CLASS_LOCAL, "no target: set MONGODB_URI in the environment");
+		import_fail(im, ERR_CLASS_LOCAL, "no target: set MONGODB_URI in the environment");
 		return -1;
 	}
 	uri = mongoc_uri_new_with_error(uri_text, &error);
 	explicit_bzero(uri_text, strlen(uri_text));
 	free(uri_text);
 	if (uri == NULL) {
-		fail(im, ERR_CLASS_LOCAL, "invalid MongoDB URI: %s", error.message);
+		import_fail(im, ERR_CLASS_LOCAL, "invalid MongoDB URI: %s", error.message);
 		return -1;
 	}
 	im->client = mongoc_client_new_from_uri_with_error(uri, &error);
 	mongoc_uri_destroy(uri);
 	if (im->client == NULL) {
-		fail(im, ERR_CLASS_LOCAL, "cannot create a MongoDB client: %s", error.message);
+		import_fail(im, ERR_CLASS_LOCAL, "cannot create a MongoDB client: %s",
+			    error.message);
 		return -1;
 	}
 	mongoc_client_set_error_api(im->client, MONGOC_ERROR_API_VERSION_2);
@@ -261,7 +265,7 @@ int main(int argc, char **argv)
 	 * check would refuse keys with '.' or '$' that mongod stores. */
 	BSON_APPEND_BOOL(&im.insert_opts, "validate", false);
 	if (bson_stream_init(&im.bs, true, add_document, &im) != 0) {
-		fail(&im, ERR_CLASS_LOCAL, "out of memory");
+		import_fail(&im, ERR_CLASS_LOCAL, "out of memory");
 		r = CHILD_EXIT_FAILED;
 		goto out;
 	}
@@ -287,7 +291,7 @@ out:
 	    strcmp(im.err_class, ERR_CLASS_ABORTED) == 0)
 		r = CHILD_EXIT_PEER_GONE;
 	if (r != CHILD_EXIT_USAGE)
-		report(&im, sha256, md5);
+		import_report(&im, sha256, md5);
 	if (im.bulk != NULL)
 		mongoc_bulk_operation_destroy(im.bulk);
 	if (im.coll != NULL)

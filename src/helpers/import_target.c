@@ -44,7 +44,7 @@ static long long now_ns(void)
 }
 
 /* Keeps the first failure: later ones are its consequences. */
-void fail(struct import *im, const char *class, const char *fmt, ...)
+void import_fail(struct import *im, const char *class, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -67,7 +67,7 @@ static const char *mongo_class(const bson_error_t *e)
 	return ERR_CLASS_MONGO;
 }
 
-void report(struct import *im, const char *sha256, const char *md5)
+void import_report(struct import *im, const char *sha256, const char *md5)
 {
 	const struct bson_stream *bs = &im->bs;
 
@@ -133,8 +133,9 @@ static int target_exists(struct import *im, bool *exists)
 	cursor = mongoc_database_find_collections_with_opts(im->db, &opts);
 	*exists = mongoc_cursor_next(cursor, &doc);
 	if (mongoc_cursor_error(cursor, &error)) {
-		fail(im, mongo_class(&error), "cannot list the collections of database '%s': %s",
-		     im->database, error.message);
+		import_fail(im, mongo_class(&error),
+			    "cannot list the collections of database '%s': %s",
+			    im->database, error.message);
 		r = -1;
 	}
 	mongoc_cursor_destroy(cursor);
@@ -157,8 +158,8 @@ static int target_has_documents(struct import *im, bool *any)
 	cursor = mongoc_collection_find_with_opts(im->coll, &filter, &opts, NULL);
 	*any = mongoc_cursor_next(cursor, &doc);
 	if (mongoc_cursor_error(cursor, &error)) {
-		fail(im, mongo_class(&error), "cannot read collection %s.%s: %s", im->database,
-		     im->collection, error.message);
+		import_fail(im, mongo_class(&error), "cannot read collection %s.%s: %s",
+			    im->database, im->collection, error.message);
 		r = -1;
 	}
 	mongoc_cursor_destroy(cursor);
@@ -191,9 +192,9 @@ static int create_collection(struct import *im)
 		}
 	}
 	if (!mongoc_database_write_command_with_opts(im->db, &cmd, NULL, &reply, &error)) {
-		fail(im, mongo_class(&error), "cannot create collection %s.%s%s: %s",
-		     im->database, im->collection, with_options ? " with the backup's options" : "",
-		     error.message);
+		import_fail(im, mongo_class(&error), "cannot create collection %s.%s%s: %s",
+			    im->database, im->collection,
+			    with_options ? " with the backup's options" : "", error.message);
 		r = -1;
 	}
 	bson_destroy(&reply);
@@ -225,16 +226,17 @@ int prepare_target(struct import *im)
 	if (im->dry_run)
 		return 0;
 	if (any && !im->drop) {
-		fail(im, IMPORT_CLASS_REFUSED, "collection %s.%s already holds documents (about "
-		     "%lld); restore does not add to a collection that is not empty (--drop "
-		     "replaces it)", im->database, im->collection, (long long)count);
+		import_fail(im, IMPORT_CLASS_REFUSED,
+			    "collection %s.%s already holds documents (about "
+			    "%lld); restore does not add to a collection that is not empty (--drop "
+			    "replaces it)", im->database, im->collection, (long long)count);
 		return -1;
 	}
 	if (exists && im->drop) {
 		if (!mongoc_collection_drop_with_opts(im->coll, NULL, &error) &&
 		    !(error.domain == MONGOC_ERROR_SERVER && error.code == 26)) {
-			fail(im, mongo_class(&error), "cannot drop %s.%s: %s", im->database,
-			     im->collection, error.message);
+			import_fail(im, mongo_class(&error), "cannot drop %s.%s: %s", im->database,
+				    im->collection, error.message);
 			return -1;
 		}
 		im->dropped = true;
@@ -300,11 +302,13 @@ static int flush_batch(struct import *im)
 		if ((uint64_t)done + (uint64_t)werrors < n)
 			im->uncertain += n - (uint64_t)done - (uint64_t)werrors;
 		if (werrors > 0)
-			fail(im, IMPORT_CLASS_WRITE, "the server refused %d of a batch of %u "
-			     "documents; the first: %s", werrors, n, first);
+			import_fail(im, IMPORT_CLASS_WRITE,
+				    "the server refused %d of a batch of %u "
+				    "documents; the first: %s", werrors, n, first);
 		else
-			fail(im, mongo_class(&error), "inserting a batch of %u documents failed: %s",
-			     n, error.message);
+			import_fail(im, mongo_class(&error),
+				    "inserting a batch of %u documents failed: %s",
+				    n, error.message);
 		r = -1;
 	}
 	bson_destroy(&reply);
@@ -323,7 +327,7 @@ int add_document(void *ctx, const uint8_t *data, uint32_t len)
 	bson_t doc;
 
 	if (stop_signal) {
-		fail(im, ERR_CLASS_ABORTED, "stopped by signal %d", (int)stop_signal);
+		import_fail(im, ERR_CLASS_ABORTED, "stopped by signal %d", (int)stop_signal);
 		return -1;
 	}
 	if (im->batch_docs > 0 && (im->batch_docs >= IMPORT_BATCH_DOCS ||
@@ -338,8 +342,8 @@ int add_document(void *ctx, const uint8_t *data, uint32_t len)
 	}
 	if (!bson_init_static(&doc, data, len) ||
 	    !mongoc_bulk_operation_insert_with_opts(im->bulk, &doc, &im->insert_opts, &error)) {
-		fail(im, ERR_CLASS_LOCAL, "cannot queue document %llu for insertion: %s",
-		     (unsigned long long)im->bs.documents, error.message);
+		import_fail(im, ERR_CLASS_LOCAL, "cannot queue document %llu for insertion: %s",
+			    (unsigned long long)im->bs.documents, error.message);
 		return -1;
 	}
 	im->batch_docs++;
@@ -362,25 +366,27 @@ int import_documents(struct import *im, char *sha256, char *md5)
 		if (n < 0 && errno == EINTR && !stop_signal)
 			continue;
 		if (stop_signal) {
-			fail(im, ERR_CLASS_ABORTED, "stopped by signal %d", (int)stop_signal);
+			import_fail(im, ERR_CLASS_ABORTED, "stopped by signal %d",
+				    (int)stop_signal);
 			goto out;
 		}
 		if (n < 0) {
-			fail(im, ERR_CLASS_LOCAL, "reading the backup stream failed: %s",
-			     strerror(errno));
+			import_fail(im, ERR_CLASS_LOCAL, "reading the backup stream failed: %s",
+				    strerror(errno));
 			goto out;
 		}
 		if (n == 0)
 			break;
 		if (bson_stream_feed(&im->bs, buf, (size_t)n) != 0) {
 			if (im->bs.over_limit)
-				fail(im, IMPORT_CLASS_DATA, "stopped: %s", im->bs.error);
+				import_fail(im, IMPORT_CLASS_DATA, "stopped: %s", im->bs.error);
 			else
-				fail(im, ERR_CLASS_LOCAL, "%s", im->bs.error);
+				import_fail(im, ERR_CLASS_LOCAL, "%s", im->bs.error);
 			goto out;
 		}
 		if (im->bs.data_error) {
-			fail(im, IMPORT_CLASS_DATA, "the backup stream is bad: %s", im->bs.error);
+			import_fail(im, IMPORT_CLASS_DATA, "the backup stream is bad: %s",
+				    im->bs.error);
 			goto out;
 		}
 		progress(im, false);
@@ -388,7 +394,7 @@ int import_documents(struct import *im, char *sha256, char *md5)
 	if (bson_stream_finish(&im->bs, sha256, md5) != 0) {
 		/* Documents still waiting in the batch are not sent: what is
 		 * reported as inserted is all there is. */
-		fail(im, IMPORT_CLASS_DATA, "the backup stream is bad: %s", im->bs.error);
+		import_fail(im, IMPORT_CLASS_DATA, "the backup stream is bad: %s", im->bs.error);
 		return -1;
 	}
 	if (flush_batch(im) != 0)
@@ -440,9 +446,10 @@ int create_indexes(struct import *im)
 	if (n == 0)
 		goto out;
 	if (!mongoc_database_write_command_with_opts(im->db, &cmd, NULL, &reply, &error)) {
-		fail(im, error.domain == MONGOC_ERROR_SERVER ? IMPORT_CLASS_INDEX : mongo_class(&error),
-		     "the documents are in, but creating %u index%s failed: %s", n,
-		     n == 1 ? "" : "es", error.message);
+		import_fail(im, error.domain == MONGOC_ERROR_SERVER ?
+				    IMPORT_CLASS_INDEX : mongo_class(&error),
+			    "the documents are in, but creating %u index%s failed: %s", n,
+			    n == 1 ? "" : "es", error.message);
 		r = -1;
 	} else {
 		bson_iter_t b, a;

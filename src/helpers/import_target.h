@@ -37,11 +37,11 @@ struct import {
 /* import_target.c */
 int add_document(void *ctx, const uint8_t *data, uint32_t len);
 int create_indexes(struct import *im);
-void fail(struct import *im, const char *class, const char *fmt, ...)
+void import_fail(struct import *im, const char *class, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int import_documents(struct import *im, char *sha256, char *md5);
 void on_signal(int sig);
 int prepare_target(struct import *im);
-void report(struct import *im, const char *sha256, const char *md5);
+void import_report(struct import *im, const char *sha256, const char *md5);
 
 #endif

@@ -51,7 +51,7 @@ double monotonic_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-double wall_seconds(void)
+double br_wall_seconds(void)
 {
 	struct timespec ts;
 
@@ -89,7 +89,7 @@ bool pipeline_done(const struct pipeline *pl)
 	return side_done(&pl->producer) && side_done(&pl->uploader);
 }
 
-void describe_exit(int wait_status, char *out, size_t len)
+void br_describe_exit(int wait_status, char *out, size_t len)
 {
 	if (WIFEXITED(wait_status))
 		snprintf(out, len, "exited with status %d", WEXITSTATUS(wait_status));
@@ -127,17 +127,17 @@ void pipeline_failure(const struct pipeline *pl, const char *producer_name,
 	bool u_real = u->error[0] && strcmp(u->error_class, ERR_CLASS_ABORTED) != 0;
 
 	if (uploader_died(pl)) {
-		describe_exit(u->wait_status, how, sizeof(how));
+		br_describe_exit(u->wait_status, how, sizeof(how));
 		snprintf(out, len, "upload-blob %s", how);
 	} else if (p_real) {
 		snprintf(out, len, "%s", p->error);
 	} else if (u_real) {
 		snprintf(out, len, "%s", u->error);
 	} else if (p->started && p->exited && !side_succeeded(p)) {
-		describe_exit(p->wait_status, how, sizeof(how));
+		br_describe_exit(p->wait_status, how, sizeof(how));
 		snprintf(out, len, "%s %s", producer_name, how);
 	} else if (u->exited && !side_succeeded(u)) {
-		describe_exit(u->wait_status, how, sizeof(how));
+		br_describe_exit(u->wait_status, how, sizeof(how));
 		snprintf(out, len, "upload-blob %s", how);
 	} else if (p->error[0]) {
 		snprintf(out, len, "%s", p->error);

@@ -107,7 +107,7 @@ void finish_run(struct backup_run *run)
 {
 	run->phase = RUN_FINISHED;
 	if (run->finish_wall == 0)
-		run->finish_wall = wall_seconds();
+		run->finish_wall = br_wall_seconds();
 	log_run_result(run);
 }
 
@@ -210,7 +210,7 @@ void verification_over(struct backup_run *run)
 		msg_info("verify: set %s read back and matches its manifest", run->set_folder);
 		return;
 	}
-	describe_exit(v->wait_status, how, sizeof(how));
+	br_describe_exit(v->wait_status, how, sizeof(how));
 	snprintf(run->verify_summary, sizeof(run->verify_summary), "FAILED: %s",
 		 v->error[0] ? v->error : how);
 	/* A set that does not read back is not a good backup, and nothing old
@@ -254,7 +254,7 @@ void retention_over(struct backup_run *run)
 	else
 		breaker_release(run->breaker);
 	char how[96];
-	describe_exit(p->wait_status, how, sizeof(how));
+	br_describe_exit(p->wait_status, how, sizeof(how));
 	snprintf(run->retention_summary, sizeof(run->retention_summary), "failed: %s",
 		 p->error[0] ? p->error : how);
 	msg_error("retention: %s; no backup set was lost, the next run tries again",

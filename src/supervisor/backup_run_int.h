@@ -27,7 +27,7 @@
 enum manifest_progress { MANIFEST_PENDING, MANIFEST_WRITTEN, MANIFEST_GAVE_UP };
 
 /* backup_run.c */
-void describe_exit(int wait_status, char *out, size_t len);
+void br_describe_exit(int wait_status, char *out, size_t len);
 bool export_retryable(const struct pipeline *pl);
 void pipeline_decide(struct pipeline *pl);
 bool pipeline_done(const struct pipeline *pl);
@@ -50,7 +50,7 @@ bool storage_transient_failure(const struct backup_run *run,
 			       const struct pipeline *pl);
 void tell_breaker(struct backup_run *run, const struct pipeline *pl);
 bool uploader_died(const struct pipeline *pl);
-double wall_seconds(void);
+double br_wall_seconds(void);
 
 /* backup_run_plan.c */
 int create_jobs(struct backup_run *run, char *const *collections, size_t n);

@@ -458,7 +458,7 @@ static void log_usage(const struct pipeline *pl, const char *program, pid_t pid,
 
 	if (usage == NULL)
 		return;
-	describe_exit(wait_status, how, sizeof(how));
+	br_describe_exit(wait_status, how, sizeof(how));
 	msg_debug("%s[%ld] for %s %s: %.2f s user, %.2f s system CPU, peak RSS %ld KiB",
 		  program, (long)pid, pl->blob, how,
 		  (double)usage->ru_utime.tv_sec + (double)usage->ru_utime.tv_usec / 1e6,

@@ -89,7 +89,7 @@ void backup_run_step(struct backup_run *run)
 		}
 		if (!jobs_all_over(run))
 			return;
-		run->finish_wall = wall_seconds();
+		run->finish_wall = br_wall_seconds();
 		/* However the run ended, its manifest now says what each
 		 * collection did; a cancel bounds this by its SIGKILL grace. */
 		run->phase = RUN_MANIFEST_END;
@@ -212,7 +212,7 @@ static void finish_listing(struct backup_run *run)
 	if (!side_succeeded(&run->lister) || run->lister.error[0] ||
 	    (run->list_len > 0 && run->list_buf[run->list_len - 1] != '\0')) {
 		char how[96];
-		describe_exit(run->lister.wait_status, how, sizeof(how));
+		br_describe_exit(run->lister.wait_status, how, sizeof(how));
 		snprintf(run->failure, sizeof(run->failure),
 			 "cannot list the collections of database '%s': %s",
 			 run->cfg->database, run->lister.error[0] ? run->lister.error : how);
@@ -236,7 +236,7 @@ static void finish_listing(struct backup_run *run)
 fail:
 	free(names);
 	run->n_failed = (int)run->n_jobs;
-	run->finish_wall = wall_seconds();
+	run->finish_wall = br_wall_seconds();
 	finish_run(run);
 }
 
