@@ -7,9 +7,10 @@
  * and reports them instead of silently using half a value; long values
  * (SAS connection strings) can be continued on indented lines.
  *
- * This file owns the key table, parsing, load and free; the secrets a
- * configuration names are read in mab_config_secrets.c, and -t's checks
- * around the file are in mab_config_check.c.
+ * This file owns the key table, parsing, load and free; the value types
+ * are parsed in mab_config_values.c, the secrets a configuration names are
+ * read in mab_config_secrets.c, and -t's checks around the file are in
+ * mab_config_check.c.
  */
 #include "config.h"
 
@@ -35,6 +36,7 @@
 #include "secrets.h"
 #include "path_template.h"
 #include "xio.h"
+#include "mab_config_values.h"
 
 #ifndef RUNSTATEDIR
 #define RUNSTATEDIR "/run"
@@ -42,6 +44,7 @@
 #ifndef LOCALSTATEDIR
 #define LOCALSTATEDIR "/var"
 #endif
+
 enum key_type {
 	KEY_STRING,      /* free text, may be empty */
 	KEY_NAME,        /* non-empty text */
@@ -168,121 +171,13 @@ static void report(struct parse_state *ps, int line, const char *fmt, ...)
 		ps->report(ps->ctx, msg);
 }
 
-int config_parse_size(const char *text, uint64_t *out)
-{
-	char *end;
-	unsigned long long n;
-	uint64_t mult = 1;
-
-	while (isspace((unsigned char)*text))
-		text++;
-	if (!isdigit((unsigned char)*text))
-		return -1;
-	errno = 0;
-	n = strtoull(text, &end, 10);
-	if (errno != 0)
-		return -1;
-	switch (toupper((unsigned char)*end)) {
-	case '\0': break;
-	case 'K': mult = 1ULL << 10; end++; break;
-	case 'M': mult = 1ULL << 20; end++; break;
-	case 'G': mult = 1ULL << 30; end++; break;
-	case 'T': mult = 1ULL << 40; end++; break;
-	default: return -1;
-	}
-	if (mult > 1 && (*end == 'i' || *end == 'I'))
-		end++;
-	if (mult > 1 && (*end == 'b' || *end == 'B'))
-		end++;
-	if (*end != '\0' || (n != 0 && n > UINT64_MAX / mult))
-		return -1;
-	*out = (uint64_t)n * mult;
-	return 0;
-}
-
-int config_parse_duration(const char *text, int *out)
-{
-	char *end;
-	long long n;
-	long long mult = 1;
-
-	while (isspace((unsigned char)*text))
-		text++;
-	if (!isdigit((unsigned char)*text))
-		return -1;
-	errno = 0;
-	n = strtoll(text, &end, 10);
-	if (errno != 0)
-		return -1;
-	switch (*end) {
-	case '\0': break;
-	case 's': end++; break;
-	case 'm': mult = 60; end++; break;
-	case 'h': mult = 3600; end++; break;
-	case 'd': mult = 86400; end++; break;
-	default: return -1;
-	}
-	if (*end != '\0' || n > INT_MAX / mult)
-		return -1;
-	*out = (int)(n * mult);
-	return 0;
-}
-
-static int parse_bool(const char *text, bool *out)
-{
-	static const char *yes[] = { "yes", "true", "on", "1" };
-	static const char *no[] = { "no", "false", "off", "0" };
-
-	for (size_t i = 0; i < 4; i++) {
-		if (strcasecmp(text, yes[i]) == 0) { *out = true; return 0; }
-		if (strcasecmp(text, no[i]) == 0) { *out = false; return 0; }
-	}
-	return -1;
-}
-
-static char *trim_copy(const char *start, size_t len)
-{
-	while (len > 0 && isspace((unsigned char)*start)) {
-		start++;
-		len--;
-	}
-	while (len > 0 && isspace((unsigned char)start[len - 1]))
-		len--;
-	return strndup(start, len);
-}
-
-static void free_collections(struct mab_config *cfg)
-{
-	if (cfg->collections != NULL)
-		for (size_t i = 0; i < cfg->n_collections; i++)
-			free(cfg->collections[i]);
-	free(cfg->collections);
-	cfg->collections = NULL;
-	cfg->n_collections = 0;
-	cfg->all_collections = false;
-}
-
-/* MongoDB forbids '$' and NUL in collection names and "system." is internal. */
-static const char *collection_name_problem(const char *name)
-{
-	if (*name == '\0')
-		return "empty collection name";
-	if (strchr(name, '$') != NULL)
-		return "collection names cannot contain '$'";
-	if (strncmp(name, "system.", 7) == 0)
-		return "system collections are not backed up";
-	if (strlen(name) > 255)
-		return "collection name longer than 255 bytes";
-	return NULL;
-}
-
 static int set_collections(struct parse_state *ps, int line, const char *value)
 {
 	struct mab_config *cfg = ps->cfg;
 	const char *p = value;
 	int r = -1;
 
-	free_collections(cfg);
+	config_free_collections(cfg);
 	if (strcmp(value, "*") == 0) {
 		cfg->all_collections = true;
 		cfg->collections = calloc(1, sizeof(char *));
@@ -297,10 +192,10 @@ static int set_collections(struct parse_state *ps, int line, const char *value)
 		goto out;
 	for (;;) {
 		size_t len = strcspn(p, ",");
-		char *name = trim_copy(p, len);
+		char *name = config_trim_copy(p, len);
 		if (name == NULL)
 			goto out;
-		const char *problem = collection_name_problem(name);
+		const char *problem = config_collection_name_problem(name);
 		if (problem != NULL) {
 			report(ps, line, "collections: %s%s%s", problem,
 			       *name ? ": " : "", name);
@@ -322,7 +217,7 @@ static int set_collections(struct parse_state *ps, int line, const char *value)
 	r = 0;
 out:
 	if (r != 0)
-		free_collections(cfg);
+		config_free_collections(cfg);
 	return r;
 }
 
@@ -368,7 +263,7 @@ static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 		return 0;
 	}
 	case KEY_BOOL:
-		if (parse_bool(value, &b) != 0) {
+		if (config_parse_bool(value, &b) != 0) {
 			report(ps, line, "%s: '%s' is not yes or no", spec->name, value);
 			return -1;
 		}
@@ -422,7 +317,7 @@ static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 	case KEY_CATCH_UP:
 		if (strcasecmp(value, "auto") == 0)
 			n = -1;
-		else if (parse_bool(value, &b) == 0)
+		else if (config_parse_bool(value, &b) == 0)
 			n = b;
 		else {
 			report(ps, line, "catch_up: '%s' is not yes, no or auto", value);
@@ -753,7 +648,7 @@ void config_free(struct mab_config *cfg)
 			*field = NULL;
 		}
 	}
-	free_collections(cfg);
+	config_free_collections(cfg);
 	free(cfg->path);
 	cfg->path = NULL;
 	if (cfg->text != NULL)
