@@ -75,6 +75,44 @@ def program(name):
 
 DAEMON = program("mongo-azure-backupd")
 CTL = program("mongo-azure-backupctl")
+# One request on a control socket from another process (run it with
+# sys.executable -I -c PEER_CLIENT SOCKET LINE, as some user): prints the
+# reply, or "CONNECT-ERROR why".
+PEER_CLIENT = r'''
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    sys.stdout.write("CONNECT-ERROR %s\n" % e)
+    sys.exit(0)
+s.sendall(sys.argv[2].encode() + b"\n")
+data = b""
+while True:
+    try:
+        b = s.recv(65536)
+    except ConnectionResetError:
+        break
+    if not b:
+        break
+    data += b
+sys.stdout.write(data.decode("utf-8", "replace"))
+'''
+
+
+def syslog_listening():
+    """Whether a syslog daemon accepts on /dev/log (Debian 12 installs none)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.connect("/dev/log")
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 HELPERS = ("export-collection", "upload-blob", "download-blob", "import-collection",
            "prune-sets", "verify-set")
 

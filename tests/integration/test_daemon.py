@@ -203,27 +203,7 @@ def read_env_file(path):
 
 
 # A peer for the permission test: connect, send one line, print the reply.
-PEER_CLIENT = r'''
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(10)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.stdout.write("CONNECT-ERROR %s\n" % e)
-    sys.exit(0)
-s.sendall(sys.argv[2].encode() + b"\n")
-data = b""
-while True:
-    try:
-        b = s.recv(65536)
-    except ConnectionResetError:
-        break
-    if not b:
-        break
-    data += b
-sys.stdout.write(data.decode("utf-8", "replace"))
-'''
+PEER_CLIENT = h.PEER_CLIENT
 
 
 class DaemonTestCase(h.BackupTestCase):

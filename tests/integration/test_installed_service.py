@@ -49,7 +49,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -75,17 +74,6 @@ def setUpModule():
 
 def tearDownModule():
     h.teardown_module_env()
-
-
-def syslog_listening():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.connect("/dev/log")
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def clean_env(extra=None):
@@ -492,7 +480,7 @@ class TestInstalledService(h.BackupTestCase):
         self.assertEqual(self.status()["runs"].get("complete"), 1, "a refused run ran")
 
         # The log: [log] target = auto without syslog is the default file.
-        if syslog_listening():
+        if h.syslog_listening():
             sys.stderr.write("NOTE: /dev/log accepts connections (a syslog daemon): [log] "
                              "target = auto means syslog here; %s not checked\n" % self.logfile)
         else:
@@ -550,7 +538,7 @@ class TestInstalledService(h.BackupTestCase):
         self.assertEqual(rc, 3, "status after stop: %s" % out)
         rc, out, err = self.ctl("status")
         self.assertEqual(rc, 3, "ctl status after stop: %s%s" % (out, err))
-        if not syslog_listening():
+        if not h.syslog_listening():
             self.assertIn("mongo-azure-backupd stopped", self.log_text())
         sys.stderr.write("NOTE: the admin's steps took %.0f s\n" % (time.monotonic() - t0))
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,17 +31,6 @@ def setUpModule():
 
 def tearDownModule():
     h.teardown_module_env()
-
-
-def syslog_listening():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.connect("/dev/log")
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def pid_alive(pid):
@@ -136,7 +124,7 @@ class TestService(h.BackupTestCase):
             self.assertIn("mongo-azure-backupd stopped", f.read())
 
     def test_auto_without_syslog_goes_to_the_file(self):
-        if syslog_listening():
+        if h.syslog_listening():
             self.skipTest("a syslog daemon listens on /dev/log here: auto means syslog")
         logfile = os.path.join(self.tmp, "log", "auto.log")
         conf = self.config(log={"target": "auto", "file": logfile})
