@@ -26,6 +26,7 @@
 #include "iso8601.h"
 #include "mab_config.h"
 #include "no_core.h"
+#include "ctl_common.h"
 #include "ctl_tool.h"
 
 /* Prints "PROG: message" and the --help hint; returns EXIT_USAGE. */
@@ -123,7 +124,7 @@ int report_error_reply(const char *command, const struct control_reply *reply)
 {
 	char msg[512];
 
-	fprintf(stderr, PROG ": %s: %s (%d)\n", command, clean(reply->message, msg, sizeof(msg)),
+	fprintf(stderr, PROG ": %s: %s (%d)\n", command, ctl_clean(reply->message, msg, sizeof(msg)),
 		reply->code);
 	/* The daemon refused the command to this user (control.c's
 	 * permission table). */
@@ -246,18 +247,6 @@ size_t each_object(const bson_t *doc, const char *key,
 
 /* ---- formatting -------------------------------------------------------- */
 
-/* The daemon's strings go to a terminal: no escape sequences through. */
-const char *clean(const char *s, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	if (s == NULL)
-		s = "";
-	for (; *s && n + 1 < len; s++)
-		buf[n++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s;
-	buf[n] = '\0';
-	return buf;
-}
 
 /* "2026-11-26T03:04:11Z" -> "2026-11-26 03:04:11" (UTC); the text itself if
  * it does not parse. */
@@ -268,10 +257,10 @@ const char *utc_text(const char *iso, char *buf, size_t len)
 	int64_t when;
 
 	if (iso == NULL)
-		return clean("?", buf, len);
+		return ctl_clean("?", buf, len);
 	if (iso8601_parse(iso, &t, err, sizeof(err)) != 0 ||
 	    iso8601_instant(&t, "UTC", &when, err, sizeof(err)) != 0)
-		return clean(iso, buf, len);
+		return ctl_clean(iso, buf, len);
 	iso8601_format(when, 0, buf, len);
 	if (strlen(buf) >= 19) {
 		buf[10] = ' ';

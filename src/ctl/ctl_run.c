@@ -25,6 +25,7 @@
 #include "iso8601.h"
 #include "mab_config.h"
 #include "no_core.h"
+#include "ctl_common.h"
 #include "ctl_tool.h"
 
 /* ---- run --wait -------------------------------------------------------- */
@@ -140,7 +141,7 @@ static void progress_show(struct progress *p, const bson_t *run)
 	if (p->drawn > 0)
 		printf("\033[%dA", p->drawn);
 	snprintf(line, sizeof(line), "run %s: %zu of %zu collection%s done",
-		 clean(j_str(run, "run_id"), id, sizeof(id)), done, total, total == 1 ? "" : "s");
+		 ctl_clean(j_str(run, "run_id"), id, sizeof(id)), done, total, total == 1 ? "" : "s");
 	fit(line, p->width);
 	printf("\r\033[2K%s\n", line);
 	struct draw_ctx dc = { .p = p, .lines = 1 };
@@ -318,7 +319,7 @@ int tool_cmd_run(struct ctl *c, bool wait)
 		r = EXIT_FAILED;
 		goto out;
 	}
-	clean(rid, id, sizeof(id));
+	ctl_clean(rid, id, sizeof(id));
 	if (j_bool(doc, "coalesced"))
 		printf("run %s was already in progress; the request was coalesced into it\n", id);
 	else

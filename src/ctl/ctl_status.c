@@ -25,6 +25,7 @@
 #include "iso8601.h"
 #include "mab_config.h"
 #include "no_core.h"
+#include "ctl_common.h"
 #include "ctl_tool.h"
 
 /* One collection of the current run: "  users  running  120000/300000 docs
@@ -40,10 +41,10 @@ void current_line(const bson_t *coll, int bar, char *line, size_t len)
 	j_int(coll, "estimate", &estimate);
 	j_num(coll, "bson_bytes", &bson_bytes);
 	j_num(coll, "gzip_bytes", &gzip_bytes);
-	snprintf(line, len, "  %-14s %-9s ", clean(j_str(coll, "name"), a, sizeof(a)),
-		 clean(state != NULL ? state : "?", b, sizeof(b)));
+	snprintf(line, len, "  %-14s %-9s ", ctl_clean(j_str(coll, "name"), a, sizeof(a)),
+		 ctl_clean(state != NULL ? state : "?", b, sizeof(b)));
 	if (state != NULL && strcmp(state, "failed") == 0) {
-		add(line, len, "%s", clean(j_str(coll, "error"), c, sizeof(c)));
+		add(line, len, "%s", ctl_clean(j_str(coll, "error"), c, sizeof(c)));
 	} else if (state != NULL && strcmp(state, "ok") == 0) {
 		add(line, len, "%lld docs  %5.1f MB gzip", docs, gzip_bytes / 1e6);
 	} else if (state != NULL && strcmp(state, "running") == 0) {
@@ -95,13 +96,13 @@ static void print_result_coll(const bson_t *coll, void *arg)
 	(void)arg;
 	j_int(coll, "documents", &docs);
 	j_num(coll, "gzip_bytes", &gzip_bytes);
-	snprintf(line, sizeof(line), "  %-14s %-7s ", clean(j_str(coll, "name"), a, sizeof(a)),
-		 clean(result != NULL ? result : "?", b, sizeof(b)));
+	snprintf(line, sizeof(line), "  %-14s %-7s ", ctl_clean(j_str(coll, "name"), a, sizeof(a)),
+		 ctl_clean(result != NULL ? result : "?", b, sizeof(b)));
 	if (result != NULL && strcmp(result, "ok") == 0)
 		add(line, sizeof(line), "%lld docs  %5.1f MB gzip  %s", docs, gzip_bytes / 1e6,
-		    clean(j_str(coll, "blob"), c, sizeof(c)));
+		    ctl_clean(j_str(coll, "blob"), c, sizeof(c)));
 	else if (result != NULL && strcmp(result, "failed") == 0)
-		add(line, sizeof(line), "%s", clean(j_str(coll, "error"), c, sizeof(c)));
+		add(line, sizeof(line), "%s", ctl_clean(j_str(coll, "error"), c, sizeof(c)));
 	trim_right(line);
 	puts(line);
 }
@@ -114,8 +115,8 @@ void print_last_run(const bson_t *run)
 	const char *finished = j_str(run, "finished");
 
 	utc_text(j_str(run, "started"), start, sizeof(start));
-	printf("last run %s: %s, %s", clean(j_str(run, "run_id"), id, sizeof(id)),
-	       clean(j_str(run, "result") ? j_str(run, "result") : "?", result, sizeof(result)),
+	printf("last run %s: %s, %s", ctl_clean(j_str(run, "run_id"), id, sizeof(id)),
+	       ctl_clean(j_str(run, "result") ? j_str(run, "result") : "?", result, sizeof(result)),
 	       start);
 	if (finished != NULL) {
 		utc_text(finished, end, sizeof(end));
@@ -128,7 +129,7 @@ void print_last_run(const bson_t *run)
 	/* Why a run failed as a whole (e.g. a helper would not start). */
 	if (j_str(run, "error") != NULL) {
 		char why[1024];
-		printf("  error: %s\n", clean(j_str(run, "error"), why, sizeof(why)));
+		printf("  error: %s\n", ctl_clean(j_str(run, "error"), why, sizeof(why)));
 	}
 	each_object(run, "collections", print_result_coll, NULL);
 }
@@ -141,7 +142,7 @@ static void print_status(const bson_t *doc)
 	long long pid, up, failures;
 	bson_t sub;
 
-	printf("mongo-azure-backupd %s", clean(j_str(doc, "version") ? j_str(doc, "version") : "?",
+	printf("mongo-azure-backupd %s", ctl_clean(j_str(doc, "version") ? j_str(doc, "version") : "?",
 					       a, sizeof(a)));
 	if (j_int(doc, "pid", &pid))
 		printf(", pid %lld", pid);
@@ -149,25 +150,25 @@ static void print_status(const bson_t *doc)
 		printf(", up %s", duration_text(up, a, sizeof(a)));
 	putchar('\n');
 
-	printf("state:        %s", clean(state != NULL ? state : "unknown", a, sizeof(a)));
+	printf("state:        %s", ctl_clean(state != NULL ? state : "unknown", a, sizeof(a)));
 	if (j_sub(doc, "current_run", &sub)) {
 		size_t done = 0, total = each_object(&sub, "collections", count_done, &done);
 		printf(" (run %s, %zu of %zu collection%s done)",
-		       clean(j_str(&sub, "run_id"), a, sizeof(a)), done, total, total == 1 ? "" : "s");
+		       ctl_clean(j_str(&sub, "run_id"), a, sizeof(a)), done, total, total == 1 ? "" : "s");
 	}
 	putchar('\n');
 
 	if (next != NULL) {
 		printf("next run:     %s UTC", utc_text(next, a, sizeof(a)));
 		if (local != NULL && tz != NULL && strcmp(tz, "UTC") != 0)
-			printf(" (%s %s)", clean(local, b, sizeof(b)), clean(tz, c, sizeof(c)));
+			printf(" (%s %s)", ctl_clean(local, b, sizeof(b)), ctl_clean(tz, c, sizeof(c)));
 		putchar('\n');
 	} else {
 		printf("next run:     none\n");
 	}
 
 	if (j_sub(doc, "breaker", &sub)) {
-		printf("breaker:      %s", clean(j_str(&sub, "state") ? j_str(&sub, "state") : "?",
+		printf("breaker:      %s", ctl_clean(j_str(&sub, "state") ? j_str(&sub, "state") : "?",
 					       a, sizeof(a)));
 		if (j_int(&sub, "failures", &failures) && failures > 0)
 			printf(" (%lld failure%s)", failures, failures == 1 ? "" : "s");
@@ -189,18 +190,18 @@ static void print_status(const bson_t *doc)
 	}
 
 	if (j_sub(doc, "last_complete_set", &sub))
-		printf("last complete backup: %s (%s UTC)\n", clean(j_str(&sub, "set"), a, sizeof(a)),
+		printf("last complete backup: %s (%s UTC)\n", ctl_clean(j_str(&sub, "set"), a, sizeof(a)),
 		       utc_text(j_str(&sub, "finished"), d, sizeof(d)));
 	else
 		printf("last complete backup: none\n");
 	if (j_sub(doc, "last_reload", &sub))
 		printf("last reload:  %s UTC, %s: %s\n", utc_text(j_str(&sub, "at"), d, sizeof(d)),
-		       clean(j_str(&sub, "result"), a, sizeof(a)),
-		       clean(j_str(&sub, "message"), m, sizeof(m)));
+		       ctl_clean(j_str(&sub, "result"), a, sizeof(a)),
+		       ctl_clean(j_str(&sub, "message"), m, sizeof(m)));
 	if (j_sub(doc, "last_problem", &sub))
-		printf("last %s: %s UTC, %s\n", clean(j_str(&sub, "level"), a, sizeof(a)),
+		printf("last %s: %s UTC, %s\n", ctl_clean(j_str(&sub, "level"), a, sizeof(a)),
 		       utc_text(j_str(&sub, "at"), d, sizeof(d)),
-		       clean(j_str(&sub, "message"), m, sizeof(m)));
+		       ctl_clean(j_str(&sub, "message"), m, sizeof(m)));
 
 	if (j_sub(doc, "current_run", &sub)) {
 		printf("current run:\n");
@@ -279,7 +280,7 @@ int tool_cmd_cancel(struct ctl *c)
 		r = EXIT_FAILED;
 		goto out;
 	}
-	printf("cancelling run %s\n", clean(j_str(doc, "run_id"), id, sizeof(id)));
+	printf("cancelling run %s\n", ctl_clean(j_str(doc, "run_id"), id, sizeof(id)));
 out:
 	if (doc != NULL)
 		bson_destroy(doc);

@@ -51,7 +51,6 @@ struct next_args {
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void add(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int ask(const struct ctl *c, const char *command, struct control_reply *reply);
-const char *clean(const char *s, char *buf, size_t len);
 const char *duration_text(long long s, char *buf, size_t len);
 size_t each_object(const bson_t *doc, const char *key,
 			  void (*fn)(const bson_t *item, void *arg), void *arg);
