@@ -44,7 +44,9 @@ stop) stop_servers; exit 0 ;;
 esac
 
 sh tools/deps.sh --demo
-[ -x configure ] || autoreconf -fi
+# A checkout updated since its last autoreconf (configure.ac newer than
+# configure) gets a fresh one: a stale configure may name moved sources.
+if [ ! -x configure ] || [ -n "$(find configure.ac -newer configure)" ]; then autoreconf -fi; fi
 mkdir -p build
 (cd build && { [ -f Makefile ] || ../configure; } && make -j"$(nproc 2>/dev/null || echo 2)")
 

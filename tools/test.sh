@@ -18,7 +18,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh
-[ -x configure ] || autoreconf -fi
+# A checkout updated since its last autoreconf (configure.ac newer than
+# configure) gets a fresh one: a stale configure may name moved sources.
+if [ ! -x configure ] || [ -n "$(find configure.ac -newer configure)" ]; then autoreconf -fi; fi
 jobs=$(nproc 2>/dev/null || echo 2)
 passed=0 failed=0 skipped=0
 
