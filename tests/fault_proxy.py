@@ -437,14 +437,18 @@ class FaultProxy:
             else:
                 self._stats[field][kind] = self._stats[field].get(kind, 0) + 1
 
-    def _record(self, entry, fault):
+    def _record_fired(self, entry, fault):
+        # Counted before the fault acts: a client that sees the reset may
+        # ask for the stats before this thread gets to run again.
         with self._lock:
-            if fault is not None:
-                self._stats["faults_fired"] += 1
-                self._stats["fired"].append({
-                    "id": fault.id, "kind": entry["kind"], "action": fault.action,
-                    "method": entry["method"], "path": entry["path"],
-                    "query": entry["query"], "t": entry["t"]})
+            self._stats["faults_fired"] += 1
+            self._stats["fired"].append({
+                "id": fault.id, "kind": entry["kind"], "action": fault.action,
+                "method": entry["method"], "path": entry["path"],
+                "query": entry["query"], "t": entry["t"]})
+
+    def _record(self, entry):
+        with self._lock:
             self._log.append(entry)
             if len(self._log) > LOG_MAX:
                 del self._log[:len(self._log) - LOG_MAX]
@@ -534,11 +538,12 @@ class FaultProxy:
         if fault is not None:
             entry["fault"] = fault.id
             entry["outcome"] = fault.action
-        try:
-            return self._handle(client, buf, method, target, headers, length, kind,
-                                fault, entry, conn, client_close)
-        finally:
-            self._record(entry, fault)
+            self._record_fired(entry, fault)
+        # Logged now, filled in as it goes (the log shares the dict): a
+        # client that sees a reset may read the log before this thread ends.
+        self._record(entry)
+        return self._handle(client, buf, method, target, headers, length, kind,
+                            fault, entry, conn, client_close)
 
     def _handle(self, client, buf, method, target, headers, length, kind, fault, entry,
                 conn, client_close):
@@ -604,7 +609,8 @@ class FaultProxy:
             up.close()
             conn["up"] = None
         if action == "reset_after":
-            entry["upstream_status"] = status
+            with self._lock:      # a new key: not while stats() copies the log
+                entry["upstream_status"] = status
             entry["status"] = None
             _reset_socket(client)
             raise _Reset()
