@@ -45,16 +45,69 @@ static void usage(FILE *fp)
 {
 	fprintf(fp,
 		"Usage: export-collection [-c CONF] [--status-fd N] [--metadata]\n"
-		"                         [--database DB] [--level N] COLLECTION\n"
+		"                         [--database DB] [--engine zlib|libdeflate|isal]\n"
+		"                         [--level N] [--threads N] COLLECTION\n"
 		"       export-collection [-c CONF] [--database DB] --list\n"
 		"       export-collection [-c CONF] [--database DB] --check-uri | --check-connect\n"
 		"Writes COLLECTION as a gzip-compressed mongodump .bson stream to stdout\n"
 		"(with --metadata: its metadata.json, gzip-compressed; with --list: the\n"
 		"database's collection names, each ending in a NUL byte).  The MongoDB URI\n"
 		"comes from the config ([mongodb] uri or uri_file) or MONGODB_URI.\n"
+		"  --engine, --level, --threads  override [compression] for this export\n"
+		"                   (engines built in: %s)\n"
 		"  --check-uri      only parse the URI (FILE:LINE: problems, exit 2)\n"
 		"  --check-connect  ping the server and check every configured collection,\n"
-		"                   one ok/FAIL line each (exit 0 all ok, 1 any failed)\n");
+		"                   one ok/FAIL line each (exit 0 all ok, 1 any failed)\n",
+		gzip_engines_built_in());
+}
+
+static bool whole_number(const char *s, int min, int max, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* The configuration's [compression], with what the command line names
+ * instead.  A level not named follows the engine named. */
+static int gzip_choice(struct gzip_settings *g, const struct mab_config *cfg,
+		       const char *engine, const char *level, const char *threads)
+{
+	int min, max, dflt;
+
+	g->engine = cfg->compression_engine;
+	g->level = cfg->compression_level;
+	g->threads = cfg->compression_threads;
+	if (engine != NULL) {
+		int e = gzip_engine_from_name(engine);
+		if (e < 0 || !gzip_engine_built_in(e)) {
+			msg_error("--engine %s: not an engine built in (%s)", engine,
+				  gzip_engines_built_in());
+			return -1;
+		}
+		if (e != (int)g->engine && level == NULL) {
+			gzip_engine_levels(e, &min, &max, &dflt);
+			g->level = dflt;
+		}
+		g->engine = (enum gzip_engine)e;
+	}
+	gzip_engine_levels(g->engine, &min, &max, &dflt);
+	if (level != NULL && !whole_number(level, min, max, &g->level)) {
+		msg_error("--level %s: %s's levels are %d to %d", level,
+			  gzip_engine_name(g->engine), min, max);
+		return -1;
+	}
+	if (threads != NULL && !whole_number(threads, 1, GZIP_THREADS_MAX, &g->threads)) {
+		msg_error("--threads %s: not a number from 1 to %d", threads, GZIP_THREADS_MAX);
+		return -1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -66,12 +119,15 @@ int main(int argc, char **argv)
 		{ "list", no_argument, NULL, 'L' },
 		{ "database", required_argument, NULL, 'd' },
 		{ "level", required_argument, NULL, 'l' },
+		{ "engine", required_argument, NULL, 'e' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "check-uri", no_argument, NULL, 'U' },
 		{ "check-connect", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct export_job job = { .status_fd = -1, .level = -1 };
+	struct export_job job = { .status_fd = -1 };
+	const char *engine_arg = NULL, *level_arg = NULL, *threads_arg = NULL;
 	struct mab_config cfg;
 	const char *conf_path = MAB_DEFAULT_CONFIG;
 	bool metadata = false, list = false, check_uri = false, export_check_connect = false;
@@ -91,7 +147,9 @@ int main(int argc, char **argv)
 		case 'm': metadata = true; break;
 		case 'L': list = true; break;
 		case 'd': job.database = optarg; break;
-		case 'l': job.level = atoi(optarg); break;
+		case 'l': level_arg = optarg; break;
+		case 'e': engine_arg = optarg; break;
+		case 't': threads_arg = optarg; break;
 		case 'U': check_uri = true; break;
 		case 'K': export_check_connect = true; break;
 		case 'h': usage(stdout); return 0;
@@ -132,12 +190,8 @@ int main(int argc, char **argv)
 	log_set_level(cfg.log_level);
 	if (job.database == NULL)
 		job.database = cfg.database;
-	if (job.level < 0)
-		job.level = cfg.compression_level;
-	if (job.level < 1 || job.level > 9) {
-		msg_error("--level must be from 1 to 9");
+	if (gzip_choice(&job.gzip, &cfg, engine_arg, level_arg, threads_arg) != 0)
 		goto out_cfg;
-	}
 	uri_text = config_mongo_uri(&cfg, err, sizeof(err));
 	if (uri_text == NULL) {
 		report_error(&job, ERR_CLASS_LOCAL, "%s", err);

@@ -187,8 +187,9 @@ int export_documents(struct export_job *job)
 	long long next_progress = now_ns() + PROGRESS_INTERVAL_NS;
 	int r = CHILD_EXIT_FAILED;
 
-	if (gzip_out_init(&gz, STDOUT_FILENO, job->level) != 0) {
-		report_error(job, ERR_CLASS_LOCAL, "cannot start gzip: %s", strerror(errno));
+	if (gzip_out_init(&gz, STDOUT_FILENO, &job->gzip) != 0) {
+		report_error(job, ERR_CLASS_LOCAL, "cannot start gzip (%s level %d): %s",
+			     gzip_engine_name(job->gzip.engine), job->gzip.level, strerror(errno));
 		goto out_nogz;
 	}
 
@@ -229,12 +230,18 @@ int export_documents(struct export_job *job)
 		goto write_failed;
 	if (job->status_fd >= 0)
 		status_send(job->status_fd,
-			    "result ok documents=%llu bson_bytes=%llu gzip_bytes=%llu",
+			    "result ok documents=%llu bson_bytes=%llu gzip_bytes=%llu "
+			    "engine=%s level=%d threads=%d members=%llu",
 			    (unsigned long long)documents, (unsigned long long)gz.bytes_in,
-			    (unsigned long long)gz.bytes_out);
-	msg_debug("exported %s.%s: %llu documents, %llu BSON bytes, %llu gzip bytes",
+			    (unsigned long long)gz.bytes_out, gzip_engine_name(gz.settings.engine),
+			    gz.settings.level, gz.settings.threads,
+			    (unsigned long long)gz.members);
+	msg_debug("exported %s.%s: %llu documents, %llu BSON bytes, %llu gzip bytes "
+		  "(%s level %d, %d threads, %llu members)",
 		  job->database, job->collection, (unsigned long long)documents,
-		  (unsigned long long)gz.bytes_in, (unsigned long long)gz.bytes_out);
+		  (unsigned long long)gz.bytes_in, (unsigned long long)gz.bytes_out,
+		  gzip_engine_name(gz.settings.engine), gz.settings.level, gz.settings.threads,
+		  (unsigned long long)gz.members);
 	r = CHILD_EXIT_OK;
 	goto out;
 
@@ -323,7 +330,10 @@ int export_metadata(struct export_job *job)
 			     job->collection);
 		goto out;
 	}
-	if (gzip_out_init(&gz, STDOUT_FILENO, job->level) != 0) {
+	/* A few kilobytes: threads would only cost their start. */
+	struct gzip_settings one = job->gzip;
+	one.threads = 1;
+	if (gzip_out_init(&gz, STDOUT_FILENO, &one) != 0) {
 		report_error(job, ERR_CLASS_LOCAL, "cannot start gzip: %s", strerror(errno));
 		goto out;
 	}
@@ -338,8 +348,10 @@ int export_metadata(struct export_job *job)
 	}
 	if (job->status_fd >= 0)
 		status_send(job->status_fd, "result ok documents=%u bson_bytes=%zu "
-			    "gzip_bytes=%llu", idx, json_len,
-			    (unsigned long long)gz.bytes_out);
+			    "gzip_bytes=%llu engine=%s level=%d threads=1 members=%llu", idx,
+			    json_len, (unsigned long long)gz.bytes_out,
+			    gzip_engine_name(one.engine), one.level,
+			    (unsigned long long)gz.members);
 	r = CHILD_EXIT_OK;
 out:
 	if (gz_ready)

@@ -9,12 +9,13 @@
 #include <mongoc/mongoc.h>
 #include <stdbool.h>
 
+#include "gzip_out.h"
 #include "mab_config.h"
 
 struct export_job {
 	const char *collection;
 	const char *database;
-	int level;
+	struct gzip_settings gzip;
 	int status_fd;
 	mongoc_client_t *client;
 	mongoc_collection_t *coll;

@@ -15,6 +15,7 @@
 
 #include "fuzz.h"
 #include "log.h"
+#include "gzip_engine.h"
 #include "mab_config.h"
 
 struct reports {
@@ -166,8 +167,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(cfg.collections != NULL && cfg.collections[cfg.n_collections] == NULL,
 			   "collections not NULL-terminated");
 		FUZZ_CHECK(cfg.parallel >= 1 && cfg.parallel <= 256, "parallel %d", cfg.parallel);
-		FUZZ_CHECK(cfg.compression_level >= 1 && cfg.compression_level <= 9, "level %d",
-			   cfg.compression_level);
+		int lmin, lmax, ldflt;
+		FUZZ_CHECK(gzip_engine_built_in(cfg.compression_engine), "engine %d",
+			   cfg.compression_engine);
+		gzip_engine_levels(cfg.compression_engine, &lmin, &lmax, &ldflt);
+		FUZZ_CHECK(cfg.compression_level >= lmin && cfg.compression_level <= lmax,
+			   "level %d", cfg.compression_level);
+		FUZZ_CHECK(cfg.compression_threads >= 0 &&
+			   cfg.compression_threads <= GZIP_THREADS_MAX, "threads %d",
+			   cfg.compression_threads);
 		FUZZ_CHECK(!(*cfg.connection_string && *cfg.connection_string_file),
 			   "both connection string sources accepted");
 	}

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cron.h"
+#include "gzip_engine.h"
 #include "log.h"
 #include "mab_config.h"
 #include "secrets.h"
@@ -56,6 +57,9 @@ enum key_type {
 	KEY_LOG_LEVEL,
 	KEY_LOG_TARGET,
 	KEY_CATCH_UP,    /* yes / no / auto */
+	KEY_ENGINE,      /* zlib / libdeflate / isal / auto */
+	KEY_LEVEL,       /* a number, or auto: the engine's own default */
+	KEY_THREADS,     /* a number, or auto: the CPUs */
 };
 
 struct key_spec {
@@ -105,7 +109,10 @@ static const struct key_spec key_table[] = {
 	{ "limits", "run_timeout", KEY_DURATION, F(run_timeout), 10, 7 * 86400, "6h", false },
 	{ "limits", "export_retries", KEY_INT, F(export_retries), 0, 100, "2", false },
 
-	{ "compression", "level", KEY_INT, F(compression_level), 1, 9, "6", false },
+	{ "compression", "engine", KEY_ENGINE, F(compression_engine), 0, 0, "auto", false },
+	{ "compression", "level", KEY_LEVEL, F(compression_level), 0, 12, "auto", false },
+	{ "compression", "threads", KEY_THREADS, F(compression_threads), 1, GZIP_THREADS_MAX,
+	  "auto", false },
 
 	{ "control", "socket", KEY_NAME, F(control_socket), 0, 0,
 	  RUNSTATEDIR "/mongo-azure-backup/control.sock", false },
@@ -314,6 +321,36 @@ static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 		}
 		*(int *)(base + spec->offset) = n;
 		return 0;
+	case KEY_ENGINE:
+		n = strcasecmp(value, "auto") == 0 ? -1 : gzip_engine_from_name(value);
+		if (n < 0 && strcasecmp(value, "auto") != 0) {
+			report(ps, line, "engine: '%s' is not zlib, libdeflate, isal or auto",
+			       value);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = n;
+		return 0;
+	case KEY_LEVEL:
+	case KEY_THREADS: {
+		char *end;
+		long long v;
+		if (strcasecmp(value, "auto") == 0) {
+			/* level: the engine's default, resolved with the engine;
+			 * threads: 0, resolved where the compressing happens. */
+			*(int *)(base + spec->offset) = spec->type == KEY_LEVEL ? -1 : 0;
+			return 0;
+		}
+		errno = 0;
+		v = strtoll(value, &end, 10);
+		if (*value == '\0' || *end != '\0' || errno != 0 ||
+		    v < spec->min || v > spec->max) {
+			report(ps, line, "%s: '%s' is not auto or a whole number from %lld to %lld",
+			       spec->name, value, spec->min, spec->max);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = (int)v;
+		return 0;
+	}
 	case KEY_CATCH_UP:
 		if (strcasecmp(value, "auto") == 0)
 			n = -1;
@@ -520,6 +557,35 @@ static void check_schedule(struct parse_state *ps)
 		       cfg->cron);
 }
 
+/* Picks the default engine and level when not named, and holds a named
+ * level to its engine's range. */
+static void check_compression(struct parse_state *ps)
+{
+	struct mab_config *cfg = ps->cfg;
+	int min, max, dflt;
+
+	if (cfg->compression_engine < 0)
+		cfg->compression_engine = gzip_engine_default();
+	if (!gzip_engine_built_in(cfg->compression_engine)) {
+		report(ps, line_of(ps, "compression", "engine"),
+		       "engine: %s is not built into this program (built in: %s; "
+		       "configure looks for lib%s-dev)",
+		       gzip_engine_name(cfg->compression_engine), gzip_engines_built_in(),
+		       cfg->compression_engine == GZIP_ENGINE_ISAL ? "isal" : "deflate");
+		cfg->compression_engine = GZIP_ENGINE_ZLIB;
+	}
+	gzip_engine_levels(cfg->compression_engine, &min, &max, &dflt);
+	if (cfg->compression_level < 0) {
+		cfg->compression_level = dflt;
+	} else if (cfg->compression_level < min || cfg->compression_level > max) {
+		report(ps, line_of(ps, "compression", "level"),
+		       "level: %d is outside %s's levels, %d to %d",
+		       cfg->compression_level, gzip_engine_name(cfg->compression_engine),
+		       min, max);
+		cfg->compression_level = dflt;
+	}
+}
+
 static void check_whole(struct parse_state *ps)
 {
 	struct mab_config *cfg = ps->cfg;
@@ -544,6 +610,7 @@ static void check_whole(struct parse_state *ps)
 		report(ps, line_of(ps, "mongodb", "uri_file"),
 		       "set uri or uri_file, not both");
 	check_schedule(ps);
+	check_compression(ps);
 	if (cfg->parallel == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->parallel = cpus > 0 ? (int)cpus : 1;
@@ -559,6 +626,7 @@ void config_defaults(struct mab_config *cfg)
 		if (apply_value(&ps, &key_table[i], 0, key_table[i].dflt) != 0)
 			msg_fatal(70, "internal: default for %s.%s does not parse",
 				  key_table[i].section, key_table[i].name);
+	check_compression(&ps);
 	if (cfg->parallel == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->parallel = cpus > 0 ? (int)cpus : 1;
@@ -609,7 +677,10 @@ int config_load(const char *path, struct mab_config *cfg,
 	int rc;
 
 	config_defaults(cfg);
+	/* Resolved again once the file is read: they depend on other keys. */
 	cfg->parallel = 0;
+	cfg->compression_engine = -1;
+	cfg->compression_level = -1;
 	cfg->path = strdup(path);
 	if (read_whole_file(path, &cfg->text, &cfg->text_len, &ps) != 0)
 		return ps.problems;

@@ -61,8 +61,11 @@ struct mab_config {
 	int run_timeout;               /* seconds */
 	int export_retries;
 
-	/* [compression] */
+	/* [compression]: after loading, engine and level are resolved (an
+	 * engine built in, a level in its range); threads 0 = auto. */
+	int compression_engine;        /* enum gzip_engine */
 	int compression_level;
+	int compression_threads;
 
 	/* [control] */
 	char *control_socket;

@@ -1,93 +1,71 @@
-/* gzip_out.c - streaming gzip to an fd with zlib. */
+/* gzip_out.c - chooses between one streamed member and parallel members. */
 #include "config.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "gzip_out.h"
-#include "xio.h"
+#include "gzip_pool.h"
+#include "gzip_stream.h"
 
-#define GZIP_IN_BUFFER  (256 * 1024)
-#define GZIP_OUT_BUFFER (256 * 1024)
-
-int gzip_out_init(struct gzip_out *g, int fd, int level)
+int gzip_out_init(struct gzip_out *g, int fd, const struct gzip_settings *s)
 {
+	int min, max, dflt;
+
 	memset(g, 0, sizeof(*g));
 	g->fd = fd;
-	g->in_cap = GZIP_IN_BUFFER;
-	g->out_cap = GZIP_OUT_BUFFER;
-	g->in = malloc(g->in_cap);
-	g->out = malloc(g->out_cap);
-	if (g->in == NULL || g->out == NULL) {
-		gzip_out_free(g);
-		errno = ENOMEM;
-		return -1;
-	}
-	/* windowBits 15 + 16 asks zlib for a gzip header and trailer. */
-	if (deflateInit2(&g->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-		gzip_out_free(g);
+	g->settings = *s;
+	g->settings.threads = gzip_threads_resolve(s->threads);
+	gzip_engine_levels(s->engine, &min, &max, &dflt);
+	if (!gzip_engine_built_in(s->engine) || s->level < min || s->level > max) {
 		errno = EINVAL;
 		return -1;
 	}
-	g->initialised = 1;
-	return 0;
-}
-
-static int deflate_buffer(struct gzip_out *g, int flush)
-{
-	int zr;
-
-	g->z.next_in = g->in;
-	g->z.avail_in = (uInt)g->in_len;
-	do {
-		g->z.next_out = g->out;
-		g->z.avail_out = (uInt)g->out_cap;
-		zr = deflate(&g->z, flush);
-		if (zr == Z_STREAM_ERROR) {
-			errno = EIO;
-			return -1;
-		}
-		size_t produced = g->out_cap - g->z.avail_out;
-		if (produced > 0) {
-			if (xwrite_all(g->fd, g->out, produced) != 0)
-				return -1;
-			g->bytes_out += produced;
-		}
-	} while (g->z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
-	g->in_len = 0;
-	return 0;
+	/* libdeflate has no streaming interface: it always makes members. */
+	if (g->settings.threads == 1 && s->engine != GZIP_ENGINE_LIBDEFLATE) {
+		g->stream = gzip_stream_new(fd, s->engine, s->level);
+		return g->stream == NULL ? -1 : 0;
+	}
+	g->pool = gzip_pool_new(fd, s->engine, s->level, g->settings.threads,
+				GZIP_MEMBER_SIZE);
+	return g->pool == NULL ? -1 : 0;
 }
 
 int gzip_out_write(struct gzip_out *g, const void *data, size_t len)
 {
-	const unsigned char *p = data;
+	int rc;
 
 	g->bytes_in += len;
-	while (len > 0) {
-		size_t room = g->in_cap - g->in_len;
-		size_t take = len < room ? len : room;
-		memcpy(g->in + g->in_len, p, take);
-		g->in_len += take;
-		p += take;
-		len -= take;
-		if (g->in_len == g->in_cap && deflate_buffer(g, Z_NO_FLUSH) != 0)
-			return -1;
+	if (g->stream != NULL) {
+		rc = gzip_stream_write(g->stream, data, len);
+		g->bytes_out = gzip_stream_bytes_out(g->stream);
+	} else {
+		rc = gzip_pool_write(g->pool, data, len);
+		g->bytes_out = gzip_pool_bytes_out(g->pool);
 	}
-	return 0;
+	return rc;
 }
 
 int gzip_out_finish(struct gzip_out *g)
 {
-	return deflate_buffer(g, Z_FINISH);
+	int rc;
+
+	if (g->stream != NULL) {
+		rc = gzip_stream_finish(g->stream);
+		g->bytes_out = gzip_stream_bytes_out(g->stream);
+		g->members = 1;
+	} else {
+		rc = gzip_pool_finish(g->pool);
+		g->bytes_out = gzip_pool_bytes_out(g->pool);
+		g->members = gzip_pool_members(g->pool);
+	}
+	return rc;
 }
 
 void gzip_out_free(struct gzip_out *g)
 {
-	if (g->initialised)
-		deflateEnd(&g->z);
-	free(g->in);
-	free(g->out);
-	g->in = g->out = NULL;
-	g->initialised = 0;
+	gzip_stream_free(g->stream);
+	gzip_pool_free(g->pool);
+	g->stream = NULL;
+	g->pool = NULL;
 }

@@ -20,6 +20,13 @@
 
 enum job_state { JOB_QUEUED, JOB_DATA, JOB_METADATA, JOB_DONE, JOB_FAILED };
 
+/* How export-collection compressed a blob, as its result line says. */
+struct gzip_used {
+	char engine[16];          /* "" when the exporter did not say */
+	int level, threads;
+	uint64_t members;
+};
+
 /* One end of a pipeline: a child process and its status socket. */
 struct side {
 	pid_t pid;                /* 0 once reaped (or never started) */
@@ -32,6 +39,7 @@ struct side {
 	char error[512];
 	uint64_t documents, bson_bytes, gzip_bytes;
 	int64_t estimate;         /* documents the exporter expects, -1 unknown */
+	struct gzip_used gzip;    /* export-collection's result */
 	/* prune-sets: the newest complete set it found in storage */
 	char newest_set[BLOB_NAME_MAX];
 	int64_t newest_finished;  /* its manifest's "finished", -1 unknown */
@@ -69,6 +77,7 @@ struct collection_job {
 	/* progress and results */
 	int64_t estimate;
 	uint64_t documents, bson_bytes, gzip_bytes;
+	struct gzip_used gzip;
 	char md5[32];
 	char sha256[72];
 	double started, seconds;

@@ -208,6 +208,7 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 		job->documents = pl->producer.documents;
 		job->bson_bytes = pl->producer.bson_bytes;
 		job->gzip_bytes = pl->uploaded_bytes;
+		job->gzip = pl->producer.gzip;
 		snprintf(job->md5, sizeof(job->md5), "%s", pl->md5);
 		snprintf(job->sha256, sizeof(job->sha256), "%s", pl->sha256);
 		/* The metadata blob waits its turn like any upload. */
@@ -331,6 +332,11 @@ static void side_result(struct pipeline *pl, struct side *s, bool is_uploader,
 			s->documents = status_get_u64(&rec, "documents", 0);
 			s->bson_bytes = status_get_u64(&rec, "bson_bytes", 0);
 			s->gzip_bytes = status_get_u64(&rec, "gzip_bytes", 0);
+			const char *engine = status_get(&rec, "engine");
+			snprintf(s->gzip.engine, sizeof(s->gzip.engine), "%s", engine ? engine : "");
+			s->gzip.level = (int)status_get_u64(&rec, "level", 0);
+			s->gzip.threads = (int)status_get_u64(&rec, "threads", 0);
+			s->gzip.members = status_get_u64(&rec, "members", 0);
 		}
 		return;
 	}

@@ -74,6 +74,17 @@ char *manifest_encode(const struct backup_run *run, bool final)
 			BSON_APPEND_UTF8(&c, "sha256", job->sha256);
 			BSON_APPEND_UTF8(&c, "md5", job->md5);
 			BSON_APPEND_DOUBLE(&c, "seconds", job->seconds);
+			if (job->gzip.engine[0] != '\0') {
+				/* Readers need none of it (gzip is gzip); it
+				 * tells an operator how each blob was made. */
+				bson_t z;
+				BSON_APPEND_DOCUMENT_BEGIN(&c, "compression", &z);
+				BSON_APPEND_UTF8(&z, "engine", job->gzip.engine);
+				BSON_APPEND_INT32(&z, "level", job->gzip.level);
+				BSON_APPEND_INT32(&z, "threads", job->gzip.threads);
+				BSON_APPEND_INT64(&z, "members", (int64_t)job->gzip.members);
+				bson_append_document_end(&c, &z);
+			}
 		}
 		if (final && job->state == JOB_FAILED)
 			BSON_APPEND_UTF8(&c, "error", job->error);

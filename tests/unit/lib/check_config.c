@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "gzip_engine.h"
 #include "mab_config.h"
 #include "unit_suites.h"
 
@@ -89,7 +90,9 @@ START_TEST(defaults_are_the_seed_values)
 	ck_assert_int_eq(cfg.open_seconds, 30);
 	ck_assert_uint_eq(cfg.block_size, 8u << 20);
 	ck_assert_int_eq(cfg.upload_concurrency, 4);
+	ck_assert_int_eq(cfg.compression_engine, gzip_engine_default());
 	ck_assert_int_eq(cfg.compression_level, 6);
+	ck_assert_int_eq(cfg.compression_threads, 0);
 	ck_assert_int_eq(cfg.run_timeout, 6 * 3600);
 	ck_assert_uint_eq(cfg.child_memory, 1ull << 30);
 	ck_assert_int_ge(cfg.parallel, 1);
@@ -113,7 +116,7 @@ START_TEST(every_type_parses)
 		"upload_concurrency = 2\ncreate_container = off\nmax_retries = 0\n"
 		"[retention]\ndays = 7\nkeep_min = 1\n"
 		"[limits]\nparallel = 3\nchild_memory = 512M\nrun_timeout = 90m\nchild_cpu = 2h\n"
-		"[compression]\nlevel = 9\n"
+		"[compression]\nengine = zlib\nlevel = 9\nthreads = 3\n"
 		"[log]\nlevel = debug\ntarget = stderr\n";
 
 	ck_assert_int_eq(load(text, &cfg, &p), 0);
@@ -131,10 +134,41 @@ START_TEST(every_type_parses)
 	ck_assert_uint_eq(cfg.child_memory, 512u << 20);
 	ck_assert_int_eq(cfg.run_timeout, 5400);
 	ck_assert_int_eq(cfg.child_cpu_seconds, 7200);
+	ck_assert_int_eq(cfg.compression_engine, GZIP_ENGINE_ZLIB);
 	ck_assert_int_eq(cfg.compression_level, 9);
+	ck_assert_int_eq(cfg.compression_threads, 3);
 	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
 	ck_assert_int_eq(cfg.log_target, LOG_TARGET_STDERR);
 	config_free(&cfg);
+}
+END_TEST
+
+/* A level not named is the named engine's own default, whatever the
+ * default engine's would be. */
+START_TEST(level_follows_the_engine)
+{
+	struct mab_config cfg;
+	struct problems p;
+
+	ck_assert_int_eq(load("[compression]\nengine = zlib\n", &cfg, &p), 0);
+	ck_assert_int_eq(cfg.compression_level, 6);
+	config_free(&cfg);
+	ck_assert_int_eq(load("[compression]\nengine = auto\nlevel = auto\nthreads = auto\n",
+			      &cfg, &p), 0);
+	ck_assert_int_eq(cfg.compression_engine, gzip_engine_default());
+	ck_assert_int_eq(cfg.compression_threads, 0);
+	config_free(&cfg);
+#ifdef HAVE_ISAL
+	ck_assert_int_eq(load("[compression]\nengine = isal\n", &cfg, &p), 0);
+	ck_assert_int_eq(cfg.compression_engine, GZIP_ENGINE_ISAL);
+	ck_assert_int_eq(cfg.compression_level, 1);
+	config_free(&cfg);
+#endif
+#ifdef HAVE_LIBDEFLATE
+	ck_assert_int_eq(load("[compression]\nengine = libdeflate\nlevel = 12\n", &cfg, &p), 0);
+	ck_assert_int_eq(cfg.compression_level, 12);
+	config_free(&cfg);
+#endif
 }
 END_TEST
 
@@ -193,7 +227,28 @@ START_TEST(errors_name_file_and_line)
 	expect_problem("[azure]\nconnection_string = x\nconnection_string_file = /f\n", 3, "not both");
 	expect_problem("[schedule]\ntimezone = Mars/Olympus\n", 2, "not a time zone");
 	expect_problem("[azure]\nthis line has no equals sign\n", 2, "syntax error");
-	expect_problem("[compression]\nlevel = 10\n", 2, "level: '10'");
+	expect_problem("[compression]\nlevel = 13\n", 2,
+		       "level: '13' is not auto or a whole number from 0 to 12");
+	expect_problem("[compression]\nengine = zlib\nlevel = 10\n", 3,
+		       "level: 10 is outside zlib's levels, 1 to 9");
+	expect_problem("[compression]\nlevel = 0\nengine = zlib\n", 2,
+		       "level: 0 is outside zlib's levels");
+	expect_problem("[compression]\nengine = zstd\n", 2,
+		       "engine: 'zstd' is not zlib, libdeflate, isal or auto");
+	expect_problem("[compression]\nthreads = 0\n", 2,
+		       "threads: '0' is not auto or a whole number from 1 to 16");
+	expect_problem("[compression]\nthreads = many\n", 2, "threads: 'many'");
+#ifdef HAVE_ISAL
+	expect_problem("[compression]\nengine = isal\nlevel = 4\n", 3,
+		       "level: 4 is outside isal's levels, 0 to 3");
+#else
+	expect_problem("[compression]\nengine = isal\n", 2,
+		       "engine: isal is not built into this program");
+#endif
+#ifndef HAVE_LIBDEFLATE
+	expect_problem("[compression]\nengine = libdeflate\n", 2,
+		       "engine: libdeflate is not built into this program");
+#endif
 	expect_problem("\n[schedule]\ncron = 0 3 * *\n", 3, "cron: expected 5 or 6 fields");
 	expect_problem("[schedule]\ncron = 0 25 * * *\n", 2, "cron: hour field");
 	expect_problem("[schedule]\ncron = 0 0 30 2 *\n", 2, "never fires");
@@ -581,6 +636,7 @@ Suite *config_suite(void)
 
 	tcase_add_test(tc, defaults_are_the_seed_values);
 	tcase_add_test(tc, every_type_parses);
+	tcase_add_test(tc, level_follows_the_engine);
 	tcase_add_test(tc, star_means_all_collections);
 	tcase_add_test(tc, long_values_continue_on_indented_lines);
 	tcase_add_test(tc, errors_name_file_and_line);
