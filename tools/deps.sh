@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 demo_packages="build-essential autoconf automake pkg-config ca-certificates tzdata
   libmongoc-dev libbson-dev libcurl4-openssl-dev zlib1g-dev libssl-dev libinih-dev
-  libxml2-dev python3 python3-pymongo python3-pymongo-ext"
+  libxml2-dev libdeflate-dev libisal-dev python3 python3-pymongo python3-pymongo-ext"
 case ${1-} in
 --demo) packages=$demo_packages ;;
 "") packages="$demo_packages libtool check python3-azure-storage valgrind clang

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <sched.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -89,7 +90,11 @@ int gzip_threads_resolve(int threads)
 {
 	if (threads > 0)
 		return threads > GZIP_THREADS_MAX ? GZIP_THREADS_MAX : threads;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* The CPUs this process may run on (taskset, cpusets), not all the
+	 * machine has. */
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+								 : sysconf(_SC_NPROCESSORS_ONLN);
 	if (cpus < 1)
 		return 1;
 	return cpus > GZIP_AUTO_THREADS_MAX ? GZIP_AUTO_THREADS_MAX : (int)cpus;

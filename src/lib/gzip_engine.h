@@ -32,7 +32,8 @@ void gzip_engine_levels(enum gzip_engine e, int *min, int *max, int *dflt);
 enum gzip_engine gzip_engine_default(void);
 /* "zlib, libdeflate, isal": the engines built in, for messages and -V. */
 const char *gzip_engines_built_in(void);
-/* threads = 0 (auto): the online CPUs, 1..GZIP_AUTO_THREADS_MAX. */
+/* threads = 0 (auto): the CPUs this process may use, 1..GZIP_AUTO_THREADS_MAX;
+ * more than GZIP_THREADS_MAX: that many. */
 int gzip_threads_resolve(int threads);
 
 #endif

@@ -19,6 +19,8 @@
 #include "gzip_pool.h"
 #include "xio.h"
 
+#define WORKER_STACK (1024 * 1024)
+
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE, SLOT_FAILED };
 
 struct slot {
@@ -141,20 +143,30 @@ struct gzip_pool *gzip_pool_new(int fd, enum gzip_engine engine, int level, int 
 		goto fail;
 	}
 	p->sync_ready = true;
-	for (int i = 0; i < p->nthreads; i++) {
+	/* The default 8 MiB stacks would count against [limits] child_memory
+	 * (RLIMIT_AS) for nothing: the engines keep their state on the heap. */
+	pthread_attr_t attr;
+	if ((err = pthread_attr_init(&attr)) != 0)
+		goto fail;
+	err = pthread_attr_setstacksize(&attr, WORKER_STACK);
+	for (int i = 0; err == 0 && i < p->nthreads; i++) {
 		struct worker_arg *a = malloc(sizeof(*a));
-		if (a == NULL)
-			goto fail;
+		if (a == NULL) {
+			err = ENOMEM;
+			break;
+		}
 		a->p = p;
 		a->index = i;
-		int rc = pthread_create(&p->tids[i], NULL, worker, a);
-		if (rc != 0) {
+		err = pthread_create(&p->tids[i], &attr, worker, a);
+		if (err != 0) {
 			free(a);
-			err = rc;
-			goto fail;
+			break;
 		}
 		p->started++;
 	}
+	pthread_attr_destroy(&attr);
+	if (err != 0)
+		goto fail;
 	return p;
 fail:
 	gzip_pool_free(p);

@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -236,7 +237,9 @@ START_TEST(engine_names_and_defaults)
 #else
 	ck_assert_int_eq(gzip_engine_default(), GZIP_ENGINE_ZLIB);
 #endif
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	long cpus = CPU_COUNT(&set);
 	int auto_threads = gzip_threads_resolve(0);
 	ck_assert_int_ge(auto_threads, 1);
 	ck_assert_int_le(auto_threads, GZIP_AUTO_THREADS_MAX);
