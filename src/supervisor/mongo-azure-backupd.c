@@ -30,6 +30,7 @@
 #include "run_as.h"
 #include "breaker.h"
 #include "daemon.h"
+#include "gzip_engine.h"
 #include "log.h"
 #include "mab_config.h"
 #include "no_core.h"
@@ -202,7 +203,13 @@ static int run_checks(const char *conf_path, bool connect)
 	struct mab_config cfg;
 	int problems = check_offline(conf_path, &cfg);
 	int r;
+	char compression[96];
 
+	/* What auto resolved to is worth seeing before the first run. */
+	snprintf(compression, sizeof(compression), "compression: %s level %d, %d thread%s",
+		 gzip_engine_name(cfg.compression_engine), cfg.compression_level,
+		 gzip_threads_resolve(cfg.compression_threads),
+		 gzip_threads_resolve(cfg.compression_threads) == 1 ? "" : "s");
 	config_free(&cfg);
 	if (problems != 0) {
 		fprintf(stderr, "%s: %d problem%s%s\n", conf_path, problems,
@@ -210,7 +217,7 @@ static int run_checks(const char *conf_path, bool connect)
 		return EXIT_USAGE;
 	}
 	if (!connect) {
-		printf("%s: configuration OK\n", conf_path);
+		printf("%s: configuration OK (%s)\n", conf_path, compression);
 		return EXIT_OK;
 	}
 	r = check_connect(conf_path);
@@ -243,7 +250,10 @@ int main(int argc, char **argv)
 		case 't': test_only = true; break;
 		case 'C': check_connect_too = true; break;
 		case 'O': once = true; break;
-		case 'V': printf("mongo-azure-backupd %s\n", PACKAGE_VERSION); return EXIT_OK;
+		case 'V':
+			printf("mongo-azure-backupd %s (gzip engines: %s)\n", PACKAGE_VERSION,
+			       gzip_engines_built_in());
+			return EXIT_OK;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
