@@ -13,7 +13,7 @@ demo_packages="build-essential autoconf automake pkg-config ca-certificates tzda
 case ${1-} in
 --demo) packages=$demo_packages ;;
 "") packages="$demo_packages libtool check python3-azure-storage valgrind clang
-  libclang-rt-14-dev" ;;
+  libclang-rt-14-dev shellcheck systemd" ;;
 *) echo "usage: sh tools/deps.sh [--demo]" >&2; exit 2 ;;
 esac
 

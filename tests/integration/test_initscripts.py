@@ -8,7 +8,8 @@ Debian's start-stop-daemon, the daemon running detached against the
 harness' Azurite and MongoDB.  OpenRC cannot run here: its script is
 checked with `sh -n` and its functions are run with stand-ins for
 OpenRC's helpers.  The systemd unit is checked with `systemd-analyze
-verify` when that is available.
+verify`, the scripts with shellcheck (tools/deps.sh installs both; a
+missing one fails the test).
 
 Installation: scratch builds are configured with each --with-init (and
 --with-initdir, --with-logrotatedir) and `make install-data DESTDIR=...`
@@ -34,6 +35,17 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import harness as h  # noqa: E402
+
+
+def required_tool(name):
+    """The path of a checker the suite relies on; tools/deps.sh installs
+    every one, so a missing one fails the test instead of passing it
+    unchecked."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError("%s is not installed (Debian: sh tools/deps.sh installs it)"
+                             % name)
+    return path
 
 INIT_DIR = os.path.join(h.SRCDIR, "init")
 NEVER = "0 0 29 2 *"
@@ -514,9 +526,9 @@ class TestStatic(InitTestCase):
         # The daemon makes its run and state directories, with the modes
         # [daemon] user and [control] group need: the script makes none.
         self.assertNotRegex(text, r"(?m)^[^#]*\b(mkdir|install -d|chmod|chown)\b")
-        if shutil.which("shellcheck"):
-            p = subprocess.run(["shellcheck", "-s", "sh", "-S", "warning", path], capture_output=True)
-            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        p = subprocess.run([required_tool("shellcheck"), "-s", "sh", "-S", "warning", path],
+                           capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
 
     def openrc_shell(self, conf, body, path_dir):
         """Source the OpenRC script in sh with stand-ins for openrc-run's
@@ -543,9 +555,9 @@ class TestStatic(InitTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         with open(script) as f:
             self.assertTrue(f.readline().startswith("#!/sbin/openrc-run"))
-        if shutil.which("shellcheck"):
-            p = subprocess.run(["shellcheck", "-S", "warning", script], capture_output=True)
-            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        p = subprocess.run([required_tool("shellcheck"), "-S", "warning", script],
+                           capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
         # A stand-in supervise-daemon that records how it was called.
         bindir = os.path.join(self.tmp, "fakebin")
         os.makedirs(bindir)
@@ -620,12 +632,9 @@ class TestStatic(InitTestCase):
         rw = " ".join(keys.get("ReadWritePaths", []))
         self.assertIn("-%s/lib/mongo-azure-backup" % var, rw)
         self.assertIn("-%s/mongo-azure-backup" % run, rw)
-        analyze = shutil.which("systemd-analyze")
-        if analyze:
-            p = subprocess.run([analyze, "verify", "--man=no", unit], capture_output=True, timeout=60)
-            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
-        else:
-            sys.stderr.write("NOTE: systemd-analyze not installed; unit not verified\n")
+        p = subprocess.run([required_tool("systemd-analyze"), "verify", "--man=no", unit],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
 
 
 class TestLogrotate(InitTestCase):
@@ -655,12 +664,12 @@ class TestLogrotate(InitTestCase):
         self.assertIn("kill -USR1", body)
         p = subprocess.run(["/bin/sh", "-n", "-c", body], capture_output=True)
         self.assertEqual(p.returncode, 0, p.stderr)
-        if shutil.which("shellcheck"):
-            script = os.path.join(self.tmp, "postrotate.sh")
-            with open(script, "w") as f:
-                f.write("#!/bin/sh\n" + body)
-            p = subprocess.run(["shellcheck", "-s", "sh", "-S", "warning", script], capture_output=True)
-            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        script = os.path.join(self.tmp, "postrotate.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\n" + body)
+        p = subprocess.run([required_tool("shellcheck"), "-s", "sh", "-S", "warning", script],
+                           capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
         if shutil.which("logrotate"):
             p = subprocess.run(["logrotate", "-d", "-s", os.path.join(self.tmp, "lr.state"), path],
                                capture_output=True, timeout=30)
