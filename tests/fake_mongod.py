@@ -30,8 +30,10 @@ What it implements
     create, drop, dropDatabase, count, aggregate ($match/$skip/$limit/$count/
     $group with constant _id and $sum), insert, delete, createIndexes,
     listIndexes, dropIndexes, find, getMore, killCursors, endSessions,
-    collStats, dbStats.  Filters: equality, $eq $ne $gt $gte $lt $lte $in $nin
-    $exists $and $or $nor.  find honours skip, limit, batchSize, singleBatch,
+    collStats (size: the sum of the stored documents' BSON sizes, as mongod
+    reports it; a missing collection is NamespaceNotFound), dbStats.
+    Filters: equality, $eq $ne $gt $gte $lt $lte $in $nin $exists $and $or
+    $nor.  find honours skip, limit, batchSize, singleBatch,
     sort/hint {$natural: 1|-1}; projection is ignored; other sorts are refused.
     Unknown commands fail like mongod (code 59 CommandNotFound).
   * Batches like mongod: first batch 101 documents unless batchSize says

@@ -196,6 +196,29 @@ class TestDocuments(Base):
         self.assertEqual(self.db.command("count", "cnt", query={"n": {"$in": [1, 2, 3000]}})["n"], 2)
         self.assertEqual(self.db.command("count", "nonexistent")["n"], 0)
 
+    def test_coll_stats_size_is_the_bson_bytes(self):
+        """collStats as mongod answers it: size is the sum of the stored
+        documents' BSON sizes (an _id the server added included), count the
+        documents; a missing collection is NamespaceNotFound."""
+        coll = self.db.cs
+        coll.insert_many([{"i": i, "pad": "x" * i} for i in range(50)])
+        coll.insert_one(RawBSONDocument(bson.encode({"_id": 1, "a": [1, 2, 3]})))
+
+        def stored_bytes():
+            raws = coll.with_options(codec_options=RAW).find()
+            return sum(len(d.raw) for d in raws)
+        st = self.db.command("collStats", "cs")
+        self.assertEqual(st["size"], stored_bytes())
+        self.assertEqual(st["count"], 51)
+        self.assertEqual(st["avgObjSize"], st["size"] // 51)
+        coll.delete_many({"i": {"$lt": 25}})
+        st = self.db.command("collStats", "cs")
+        self.assertEqual(st["size"], stored_bytes())
+        self.assertEqual(st["count"], 26)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("collStats", "missing")
+        self.assertEqual(cm.exception.code, 26)
+
     def test_delete(self):
         coll = self.db.dl
         coll.insert_many([{"_id": i, "k": i % 3} for i in range(30)])

@@ -1,12 +1,15 @@
-/* export_checks.c - what mongo-azure-backupd -t and --check-connect ask
- * of export-collection: the [mongodb] uri parsed (and never echoed with
- * its password), and with --check-connect the server reached and each
+/* export_checks.c - what export-collection answers before any export:
+ * for the supervisor (--list) the collections a run backs up with an
+ * estimate of each one's size, and for mongo-azure-backupd -t and
+ * --check-connect the [mongodb] uri parsed (and never echoed with its
+ * password), and with --check-connect the server reached and each
  * configured collection found.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <mongoc/mongoc.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,6 +27,194 @@
 #include "no_core.h"
 #include "xio.h"
 #include "export_dump.h"
+
+/* ---- the collections of collections = * -------------------------------- */
+
+/* What a run would back up of the database: its collections, not its
+ * views (the filter) nor its system collections (backed_up_name). */
+static mongoc_cursor_t *find_collections(mongoc_database_t *db)
+{
+	bson_t opts = BSON_INITIALIZER;
+	bson_t filter;
+	mongoc_cursor_t *cursor;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+	BSON_APPEND_UTF8(&filter, "type", "collection");
+	bson_append_document_end(&opts, &filter);
+	cursor = mongoc_database_find_collections_with_opts(db, &opts);
+	bson_destroy(&opts);
+	return cursor;
+}
+
+/* The name of a listCollections entry a run backs up, or NULL: mongodump
+ * leaves the system collections out of a database dump, and a name with a
+ * NUL in it could not be told apart in the list. */
+static const char *backed_up_name(const bson_t *doc, uint32_t *len)
+{
+	bson_iter_t it;
+	const char *name;
+
+	if (!bson_iter_init_find(&it, doc, "name") || !BSON_ITER_HOLDS_UTF8(&it))
+		return NULL;
+	name = bson_iter_utf8(&it, len);
+	if (strncmp(name, "system.", 7) == 0 || memchr(name, '\0', *len) != NULL)
+		return NULL;
+	return name;
+}
+
+/* ---- --list: what a run backs up, and how big each collection is ------- */
+
+#define MONGO_NAMESPACE_NOT_FOUND 26
+#define MONGO_COMMAND_NOT_SUPPORTED_ON_VIEW 166
+
+/* An error the server did not answer with (no server selected, the
+ * connection lost, the login refused): the next query would only wait the
+ * same time for the same failure. */
+static bool unreachable(const bson_error_t *error)
+{
+	return error->domain != MONGOC_ERROR_SERVER;
+}
+
+/* For a configured name: a collection, not a view (counting a view would
+ * run its pipeline) and not missing. */
+static bool is_collection(struct export_job *job, const char *name)
+{
+	const char *saved = job->collection, *class;
+	char why[640];
+	bool r;
+
+	job->collection = name;
+	r = find_collection(job, &class, why, sizeof(why)) == 0;
+	if (!r)
+		msg_debug("no size estimate for '%s': %s", name, why);
+	if (job->have_info)
+		bson_destroy(&job->info);
+	job->have_info = false;
+	job->collection = saved;
+	return r;
+}
+
+/* One collection's estimate as a "size" record, by its place in the list:
+ * collStats' size (the sum of the BSON sizes of its documents, what the
+ * export streams), or where collStats is not allowed the document count;
+ * none for a view or a missing collection.  0 goes on, -1 stops the
+ * estimates: the server is gone, or the supervisor is. */
+static int send_size(struct export_job *job, size_t index, const char *name, bool listed)
+{
+	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
+	mongoc_collection_t *coll = NULL;
+	bson_t cmd = BSON_INITIALIZER, reply;
+	bson_error_t error;
+	bson_iter_t it;
+	int64_t n;
+	int r = 0;
+
+	BSON_APPEND_UTF8(&cmd, "collStats", name);
+	if (mongoc_database_read_command_with_opts(db, &cmd, NULL, NULL, &reply, &error)) {
+		if (bson_iter_init_find(&it, &reply, "size") && BSON_ITER_HOLDS_NUMBER(&it) &&
+		    (n = bson_iter_as_int64(&it)) >= 0) {
+			r = status_send(job->status_fd, "size index=%zu bson_bytes=%" PRId64,
+					index, n);
+			goto out;
+		}
+	} else if (unreachable(&error)) {
+		msg_warn("no size estimates from '%s' on: %s", name, error.message);
+		r = -1;
+		goto out;
+	} else {
+		msg_debug("collStats of '%s' failed: %s", name, error.message);
+		if (error.code == MONGO_NAMESPACE_NOT_FOUND ||
+		    error.code == MONGO_COMMAND_NOT_SUPPORTED_ON_VIEW)
+			goto out;
+	}
+	if (!listed && !is_collection(job, name))
+		goto out;
+	coll = mongoc_client_get_collection(job->client, job->database, name);
+	n = mongoc_collection_estimated_document_count(coll, NULL, NULL, NULL, &error);
+	if (n >= 0) {
+		r = status_send(job->status_fd, "size index=%zu documents=%" PRId64, index, n);
+	} else if (unreachable(&error)) {
+		msg_warn("no size estimates from '%s' on: %s", name, error.message);
+		r = -1;
+	} else {
+		msg_debug("no size estimate for '%s': %s", name, error.message);
+	}
+out:
+	if (coll != NULL)
+		mongoc_collection_destroy(coll);
+	bson_destroy(&reply);
+	bson_destroy(&cmd);
+	mongoc_database_destroy(db);
+	return r;
+}
+
+/* One name of the list, with its estimate while there are estimates to
+ * be had.  -1 when stdout failed (reported). */
+static int list_one(struct export_job *job, size_t index, const char *name, size_t len,
+		    bool listed, bool *estimating)
+{
+	if (xwrite_all(STDOUT_FILENO, name, len + 1) != 0) {
+		report_error(job, errno == EPIPE ? ERR_CLASS_ABORTED : ERR_CLASS_LOCAL,
+			     "writing the collection list failed: %s", strerror(errno));
+		return -1;
+	}
+	if (*estimating && send_size(job, index, name, listed) != 0)
+		*estimating = false;
+	return 0;
+}
+
+/* --list: the collections a run backs up, in the order its manifest keeps,
+ * each name followed by a NUL (a name may hold any byte but NUL) on
+ * stdout: with collections = * those of the database, else the configured
+ * ones, found or not.  With --status-fd, after each name a "size" record
+ * for it (job_order.h in the supervisor).  Only listing the database can
+ * fail; an estimate never does, and without one the collection starts last. */
+int export_list(struct export_job *job, const struct mab_config *cfg)
+{
+	mongoc_database_t *db = NULL;
+	mongoc_cursor_t *cursor = NULL;
+	bson_error_t error;
+	const bson_t *doc;
+	bool estimating = job->status_fd >= 0;
+	size_t count = 0;
+	int r = CHILD_EXIT_FAILED;
+
+	if (!cfg->all_collections) {
+		for (; count < cfg->n_collections; count++) {
+			const char *name = cfg->collections[count];
+			if (list_one(job, count, name, strlen(name), false, &estimating) != 0)
+				goto out;
+		}
+		goto done;
+	}
+	db = mongoc_client_get_database(job->client, job->database);
+	cursor = find_collections(db);
+	while (mongoc_cursor_next(cursor, &doc)) {
+		uint32_t len;
+		const char *name = backed_up_name(doc, &len);
+		if (name == NULL)
+			continue;
+		if (list_one(job, count, name, len, true, &estimating) != 0)
+			goto out;
+		count++;
+	}
+	if (mongoc_cursor_error(cursor, &error)) {
+		report_error(job, mongo_error_class(&error),
+			     "listing collections of database '%s' failed: %s", job->database,
+			     error.message);
+		goto out;
+	}
+done:
+	if (job->status_fd >= 0)
+		status_send(job->status_fd, "result ok documents=%zu", count);
+	r = CHILD_EXIT_OK;
+out:
+	if (cursor != NULL)
+		mongoc_cursor_destroy(cursor);
+	if (db != NULL)
+		mongoc_database_destroy(db);
+	return r;
+}
 
 /* ---- checks: mongo-azure-backupd -t and --check-connect ---------------- */
 
@@ -117,26 +308,17 @@ static void check_line(bool ok, const char *fmt, ...)
 static long count_collections(struct export_job *job, bson_error_t *error)
 {
 	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
-	bson_t opts = BSON_INITIALIZER;
-	bson_t filter;
-	mongoc_cursor_t *cursor;
+	mongoc_cursor_t *cursor = find_collections(db);
 	const bson_t *doc;
+	uint32_t len;
 	long n = 0;
 
-	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
-	BSON_APPEND_UTF8(&filter, "type", "collection");
-	bson_append_document_end(&opts, &filter);
-	cursor = mongoc_database_find_collections_with_opts(db, &opts);
-	while (mongoc_cursor_next(cursor, &doc)) {
-		bson_iter_t it;
-		if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
-		    strncmp(bson_iter_utf8(&it, NULL), "system.", 7) != 0)
+	while (mongoc_cursor_next(cursor, &doc))
+		if (backed_up_name(doc, &len) != NULL)
 			n++;
-	}
 	if (mongoc_cursor_error(cursor, error))
 		n = -1;
 	mongoc_cursor_destroy(cursor);
-	bson_destroy(&opts);
 	mongoc_database_destroy(db);
 	return n;
 }

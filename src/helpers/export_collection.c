@@ -17,7 +17,7 @@
  * all pass, 1 otherwise).
  *
  * This file owns the command line; the export is in export_dump.c, the
- * checks in export_checks.c (export_dump.h).
+ * list (--list) and the checks in export_checks.c (export_dump.h).
  */
 #include "config.h"
 
@@ -51,7 +51,8 @@ static void usage(FILE *fp)
 		"       export-collection [-c CONF] [--database DB] --check-uri | --check-connect\n"
 		"Writes COLLECTION as a gzip-compressed mongodump .bson stream to stdout\n"
 		"(with --metadata: its metadata.json, gzip-compressed; with --list: the\n"
-		"database's collection names, each ending in a NUL byte).  The MongoDB URI\n"
+		"names of the collections a run backs up, each ending in a NUL byte, and\n"
+		"with --status-fd an estimate of each one's size).  The MongoDB URI\n"
 		"comes from the config ([mongodb] uri or uri_file) or MONGODB_URI.\n"
 		"  --engine, --level, --threads  override [compression] for this export\n"
 		"                   (engines built in: %s)\n"
@@ -218,7 +219,7 @@ int main(int argc, char **argv)
 
 	r = CHILD_EXIT_FAILED;
 	if (list) {
-		r = list_collections(&job);
+		r = export_list(&job, &cfg);
 		goto out_mongoc;
 	}
 	if (lookup_collection(&job) != 0)

@@ -49,7 +49,7 @@ static long long now_ns(void)
 }
 
 /* libmongoc errors never carry the URI password, only host names. */
-static const char *mongo_error_class(const bson_error_t *error)
+const char *mongo_error_class(const bson_error_t *error)
 {
 	if (error->domain == MONGOC_ERROR_SERVER && error->code == 26)
 		return ERR_CLASS_NOTFOUND;
@@ -60,57 +60,6 @@ static const char *mongo_error_class(const bson_error_t *error)
 	if (error->domain == MONGOC_ERROR_SERVER && (error->code == 13 || error->code == 18))
 		return ERR_CLASS_AUTH;
 	return ERR_CLASS_MONGO;
-}
-
-/* --list: the names of the database's collections, NUL-terminated each (a
- * name may hold any byte but NUL), views and system collections left out,
- * as mongodump does for a database dump. */
-int list_collections(struct export_job *job)
-{
-	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
-	bson_t opts = BSON_INITIALIZER;
-	bson_t filter;
-	bson_error_t error;
-	mongoc_cursor_t *cursor;
-	const bson_t *doc;
-	unsigned count = 0;
-	int r = CHILD_EXIT_FAILED;
-
-	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
-	BSON_APPEND_UTF8(&filter, "type", "collection");
-	bson_append_document_end(&opts, &filter);
-	cursor = mongoc_database_find_collections_with_opts(db, &opts);
-	while (mongoc_cursor_next(cursor, &doc)) {
-		bson_iter_t it;
-		const char *name;
-		uint32_t len;
-
-		if (!bson_iter_init_find(&it, doc, "name") || !BSON_ITER_HOLDS_UTF8(&it))
-			continue;
-		name = bson_iter_utf8(&it, &len);
-		if (strncmp(name, "system.", 7) == 0 || memchr(name, '\0', len) != NULL)
-			continue;
-		if (xwrite_all(STDOUT_FILENO, name, (size_t)len + 1) != 0) {
-			report_error(job, errno == EPIPE ? ERR_CLASS_ABORTED : ERR_CLASS_LOCAL,
-				     "writing the collection list failed: %s", strerror(errno));
-			goto out;
-		}
-		count++;
-	}
-	if (mongoc_cursor_error(cursor, &error)) {
-		report_error(job, mongo_error_class(&error),
-			     "listing collections of database '%s' failed: %s",
-			     job->database, error.message);
-		goto out;
-	}
-	if (job->status_fd >= 0)
-		status_send(job->status_fd, "result ok documents=%u", count);
-	r = CHILD_EXIT_OK;
-out:
-	mongoc_cursor_destroy(cursor);
-	bson_destroy(&opts);
-	mongoc_database_destroy(db);
-	return r;
 }
 
 /* Finds the collection's listCollections entry: it tells us that the

@@ -28,14 +28,16 @@ int export_documents(struct export_job *job);
 int export_metadata(struct export_job *job);
 int find_collection(struct export_job *job, const char **class, char *why,
 		    size_t whylen);
-int list_collections(struct export_job *job);
 int lookup_collection(struct export_job *job);
+/* The status record's error class for a libmongoc error. */
+const char *mongo_error_class(const bson_error_t *error);
 void report_error(const struct export_job *job, const char *class,
 		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* export_checks.c */
 int export_check_connect(struct export_job *job, const struct mab_config *cfg,
 			 const mongoc_uri_t *uri);
+int export_list(struct export_job *job, const struct mab_config *cfg);
 void export_print_problem(void *ctx, const char *message);
 int export_run_checks(struct export_job *job, const struct mab_config *cfg, bool connect);
 

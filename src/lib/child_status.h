@@ -9,6 +9,7 @@
  *                       progress documents=N bson_bytes=N gzip_bytes=N
  *                       result ok documents=N bson_bytes=N gzip_bytes=N
  *                       result error class=C message=...
+ *     with --list:      size index=I bson_bytes=N | documents=N (per name)
  *   upload-blob:        progress bytes=N blocks=N
  *                       staged bytes=N blocks=N md5=B64 sha256=HEX
  *                       result ok bytes=N blocks=N md5=B64 sha256=HEX

@@ -459,6 +459,8 @@ void backup_run_free(struct backup_run *run)
 	if (run->list_fd >= 0)
 		close(run->list_fd);
 	free(run->list_buf);
+	free(run->lister.sizes);
+	free(run->start_order);
 	if (run->config_fd >= 0)
 		close(run->config_fd);
 	if (run->secrets_fd >= 0)

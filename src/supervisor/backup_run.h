@@ -15,6 +15,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "job_order.h"
 #include "mab_config.h"
 #include "path_template.h"
 
@@ -43,6 +44,10 @@ struct side {
 	/* prune-sets: the newest complete set it found in storage */
 	char newest_set[BLOB_NAME_MAX];
 	int64_t newest_finished;  /* its manifest's "finished", -1 unknown */
+	/* export-collection --list: its "size" records as they came */
+	bool wants_sizes;
+	struct job_rank *sizes;
+	size_t n_sizes, sizes_cap;
 };
 
 /* A producer (export-collection, or the supervisor's own buffer for the
@@ -113,8 +118,11 @@ struct backup_run {
 	time_t manifest_not_before;
 	int manifest_failures;
 	struct breaker *breaker;
-	/* collections = *: export-collection --list, NUL-separated names */
+	/* export-collection --list, NUL-separated names: for collections = *
+	 * what to back up; for both, the collections' sizes */
 	struct side lister;
+	/* the order jobs start in, largest first (NULL: configuration order) */
+	struct job_rank *start_order;
 	/* retention after a complete run: prune-sets; after any other run
 	 * prune-sets --dry-run, for the newest complete set in storage */
 	struct side pruner;

@@ -55,6 +55,7 @@ double br_wall_seconds(void);
 /* backup_run_plan.c */
 int create_jobs(struct backup_run *run, char *const *collections, size_t n);
 int name_blobs(struct backup_run *run);
+void order_jobs(struct backup_run *run, bool use_sizes);
 void read_list(struct backup_run *run);
 int snapshot_config(struct backup_run *run);
 int start_lister(struct backup_run *run);

@@ -1,7 +1,7 @@
 /* backup_run_plan.c - a backup run's plan: the configuration snapshot
  * handed to the children, the collection listing (export-collection
  * --list) started and read, and the jobs with their blob names for the
- * run's set folder.
+ * run's set folder and their start order.
  */
 #include "config.h"
 
@@ -121,6 +121,7 @@ int start_lister(struct backup_run *run)
 	fd_set_nonblock(data[0], 1);
 	run->lister.pid = pid;
 	run->lister.started = true;
+	run->lister.wants_sizes = true;
 	run->lister.status_fd = sv[0];
 	run->list_fd = data[0];
 	sv[0] = data[0] = -1;
@@ -165,6 +166,41 @@ void read_list(struct backup_run *run)
 	}
 	close(run->list_fd);
 	run->list_fd = -1;
+}
+
+/* Puts the jobs in start order by the lister's estimates: the largest
+ * first, the unknown last in configuration order.  Without estimates (or
+ * memory for the order) the configuration's order stays: the order only
+ * speeds a run up, it never stops one. */
+void order_jobs(struct backup_run *run, bool use_sizes)
+{
+	struct side *l = &run->lister;
+	struct job_rank *ranks = NULL;
+	char size[64];
+
+	if (!use_sizes || l->n_sizes == 0 || run->n_jobs == 0)
+		goto out;
+	ranks = calloc(run->n_jobs, sizeof(*ranks));
+	if (ranks == NULL) {
+		msg_warn("run %s: out of memory; the collections start in configuration order",
+			 run->run_id);
+		goto out;
+	}
+	for (size_t i = 0; i < run->n_jobs; i++)
+		ranks[i] = (struct job_rank){ .index = i, .size = { SIZE_UNKNOWN, 0 } };
+	for (size_t k = 0; k < l->n_sizes; k++)
+		if (l->sizes[k].index < run->n_jobs)
+			ranks[l->sizes[k].index].size = l->sizes[k].size;
+	job_rank_sort(ranks, run->n_jobs);
+	for (size_t k = 0; k < run->n_jobs; k++)
+		msg_debug("run %s: start %zu: collection %s, estimated %s", run->run_id, k + 1,
+			  run->jobs[ranks[k].index].name,
+			  job_size_describe(&ranks[k].size, size, sizeof(size)));
+	run->start_order = ranks;
+out:
+	free(l->sizes);
+	l->sizes = NULL;
+	l->n_sizes = l->sizes_cap = 0;
 }
 
 /* The children read the configuration the supervisor accepted, not the

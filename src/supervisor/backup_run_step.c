@@ -1,5 +1,5 @@
 /* backup_run_step.c - a backup run's phases, the top of backup_run_*.c:
- * backup_run_start, backup_run_step (manifest, listing, collections,
+ * backup_run_start, backup_run_step (listing, manifest, collections,
  * final manifest, verification, retention), and the poll loop's events
  * (backup_run_handle_fds, backup_run_child_exited) that move it on.
  */
@@ -192,10 +192,9 @@ bool backup_run_child_exited(struct backup_run *run, pid_t pid, int wait_status,
 	return false;
 }
 
-static int begin_collections(struct backup_run *run, char *const *collections, size_t n)
+/* The jobs are made and in start order: claim the set folder, then run. */
+static int begin_collections(struct backup_run *run)
 {
-	if (create_jobs(run, collections, n) != 0)
-		return -1;
 	msg_debug("run %s: %zu collections of database %s; claiming set %s", run->run_id,
 		  run->n_jobs, run->cfg->database, run->set_folder);
 	run->phase = RUN_MANIFEST_START;
@@ -204,18 +203,51 @@ static int begin_collections(struct backup_run *run, char *const *collections, s
 	return run->phase == RUN_FINISHED ? -1 : 0;
 }
 
+/* Only a list of exactly the configured collections, in their order, lets
+ * the size records' indexes name the jobs. */
+static bool listed_as_configured(const struct backup_run *run)
+{
+	const struct mab_config *cfg = run->cfg;
+	size_t off = 0;
+
+	for (size_t i = 0; i < cfg->n_collections; i++) {
+		if (off >= run->list_len || strcmp(run->list_buf + off, cfg->collections[i]) != 0)
+			return false;
+		off += strlen(run->list_buf + off) + 1;
+	}
+	return off == run->list_len;
+}
+
 static void finish_listing(struct backup_run *run)
 {
 	char **names = NULL;
+	char why[sizeof(run->lister.error)] = "";
 	size_t n = 0;
 
 	if (!side_succeeded(&run->lister) || run->lister.error[0] ||
 	    (run->list_len > 0 && run->list_buf[run->list_len - 1] != '\0')) {
 		char how[96];
 		br_describe_exit(run->lister.wait_status, how, sizeof(how));
+		snprintf(why, sizeof(why), "%s", run->lister.error[0] ? run->lister.error : how);
+	}
+	if (!run->cfg->all_collections) {
+		/* The jobs are the configured ones: the listing only orders them,
+		 * and a run never fails for the want of an order. */
+		bool usable = why[0] == '\0' && listed_as_configured(run);
+		if (why[0])
+			msg_warn("run %s: no size estimates (export-collection --list: %s); the "
+				 "collections start in configuration order", run->run_id, why);
+		else if (!usable)
+			msg_warn("run %s: export-collection --list did not list the configured "
+				 "collections; they start in configuration order", run->run_id);
+		order_jobs(run, usable);
+		begin_collections(run);
+		return;
+	}
+	if (why[0]) {
 		snprintf(run->failure, sizeof(run->failure),
-			 "cannot list the collections of database '%s': %s",
-			 run->cfg->database, run->lister.error[0] ? run->lister.error : how);
+			 "cannot list the collections of database '%s': %s", run->cfg->database,
+			 why);
 		goto fail;
 	}
 	for (size_t i = 0; i < run->list_len; i++)
@@ -229,9 +261,11 @@ static void finish_listing(struct backup_run *run)
 	size_t k = 0;
 	for (size_t off = 0; off < run->list_len; off += strlen(run->list_buf + off) + 1)
 		names[k++] = run->list_buf + off;
-	if (begin_collections(run, names, n) != 0)
+	if (create_jobs(run, names, n) != 0)
 		goto fail;
 	free(names);
+	order_jobs(run, true);
+	begin_collections(run);
 	return;
 fail:
 	free(names);
@@ -281,11 +315,20 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 		collections = cfg->collections;
 		n_collections = cfg->n_collections;
 	}
-	if (begin_collections(run, collections, n_collections) != 0) {
-		/* It may have ended (and said so) on its own already. */
-		if (run->phase != RUN_FINISHED)
-			finish_run(run);
+	if (create_jobs(run, collections, n_collections) != 0) {
+		finish_run(run);
 		return -1;
 	}
-	return 0;
+	/* The configured collections are listed too, for their sizes only:
+	 * one query each, and the run goes on without them. */
+	if (collections == cfg->collections) {
+		run->phase = RUN_LISTING;
+		if (start_lister(run) == 0)
+			return 0;
+		msg_warn("run %s: no size estimates (%s); the collections start in "
+			 "configuration order", run->run_id, run->failure);
+		run->failure[0] = '\0';
+	}
+	/* It may have ended (and said so) on its own already. */
+	return begin_collections(run);
 }

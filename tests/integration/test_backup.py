@@ -4,7 +4,9 @@
 mongo-azure-backupd --once against Azurite and MongoDB (the fake, or a real
 mongod with MAB_TEST_MONGODB_URI): every blob, its properties and metadata,
 the index metadata and the manifest are read back with Microsoft's SDK and
-compared with what is in the database.
+compared with what is in the database.  Across collections the largest
+starts first (TestStartOrder), while the manifest keeps the configuration's
+order.
 """
 
 import gzip
@@ -312,6 +314,119 @@ class TestBackup(BackupChecks):
         m3 = self.load_manifest(date3 + ".3")
         self.check_manifest_header(m3, log3)
         self.assertEqual(self.load_manifest(second), m2)
+
+
+class TestStartOrder(BackupChecks):
+    """Across collections the largest starts first, so that with [limits]
+    parallel the cores stay busy to the end; the manifest and the blobs
+    keep the configuration's order and names."""
+
+    # In the configuration smallest first: the order a run used to start in.
+    SIZES = (("small", 20), ("medium", 400), ("large", 4000))
+    LARGEST_FIRST = ["large", "medium", "small"]
+
+    def seed_sizes(self):
+        for i, (name, n) in enumerate(self.SIZES):
+            self.db[name].insert_many(list(h.gen_users(n, seed=60 + i)))
+        return [name for name, _ in self.SIZES]
+
+    @staticmethod
+    def started(log):
+        """The collections in the order their data exports started, as the
+        supervisor logged each start (at debug)."""
+        order = []
+        for m in re.finditer(r"collection (\S+): starting export to ", log):
+            if m.group(1) not in order:
+                order.append(m.group(1))
+        return order
+
+    def run_one_at_a_time(self, collections, env=None):
+        conf = self.write_config(collections=collections, limits={"parallel": 1},
+                                 log={"level": "debug"})
+        before = h.utc_today()
+        rc, log, _ = self.run_backup(conf, env=env)
+        self.assertExit(rc, 0, log)
+        date = next((d for d in sorted({before, h.utc_today()})
+                     if self.blobs.names(h.manifest_blob_name(d))), None)
+        self.assertIsNotNone(date, "no manifest; log:\n%s" % log)
+        manifest = self.load_manifest(date)
+        self.check_manifest_header(manifest, log)
+        return date, log, manifest
+
+    def check_all(self, colls, date, manifest, log):
+        for coll in colls:
+            with self.subTest(collection=coll):
+                self.check_collection(coll, date, manifest, log)
+
+    def test_largest_first(self):
+        """Configured smallest first, with parallel = 1: the exports start
+        largest first, the manifest lists the configuration's order."""
+        colls = self.seed_sizes()
+        date, log, manifest = self.run_one_at_a_time(", ".join(colls))
+        self.assertEqual(self.started(log), self.LARGEST_FIRST, log)
+        self.assertEqual([e.get("name") for e in manifest["collections"]], colls)
+        self.check_all(colls, date, manifest, log)
+
+    def test_largest_first_all_collections(self):
+        """collections = *: the same, and the manifest keeps the order the
+        database lists its collections in."""
+        colls = self.seed_sizes()
+        date, log, manifest = self.run_one_at_a_time("*")
+        self.assertEqual(self.started(log), self.LARGEST_FIRST, log)
+        listed = [n for n in self.db.list_collection_names() if not n.startswith("system.")]
+        names = [e.get("name") for e in manifest["collections"]]
+        self.assertEqual(sorted(names), sorted(colls))
+        if self.mongo.is_fake:
+            # The fake lists in creation order; mongod promises no order.
+            self.assertEqual(names, listed)
+        self.check_all(colls, date, manifest, log)
+
+    def test_document_count_when_collstats_is_refused(self):
+        """collStats refused (as to a user without the privilege): the
+        document counts order the collections instead."""
+        self.require_faults()
+        colls = self.seed_sizes()
+        self.mongo.fault(error_on=["collStats"])
+        date, log, manifest = self.run_one_at_a_time(", ".join(colls))
+        self.assertEqual(self.started(log), self.LARGEST_FIRST, log)
+        self.check_all(colls, date, manifest, log)
+
+    def test_no_estimates_configuration_order(self):
+        """Neither collStats nor count answers: every size is unknown, the
+        run starts the collections in configuration order and backs up
+        every one of them."""
+        self.require_faults()
+        colls = self.seed_sizes()
+        self.mongo.fault(error_on=["collStats", "count"])
+        date, log, manifest = self.run_one_at_a_time(", ".join(colls))
+        self.assertGreaterEqual(self.mongo.stats().get("faultsFired", 0), len(colls))
+        self.assertEqual(self.started(log), colls, log)
+        self.assertEqual([e.get("name") for e in manifest["collections"]], colls)
+        self.check_all(colls, date, manifest, log)
+
+    def test_lister_failure_configuration_order(self):
+        """export-collection --list fails for a configured list: a warning,
+        and the run backs up everything in configuration order."""
+        colls = self.seed_sizes()
+        libexec = os.path.join(self.tmp, "libexec")
+        os.makedirs(libexec)
+        for name in h.CHILD_PROGRAMS:
+            path = os.path.join(libexec, name)
+            with open(path, "w") as f:
+                if name == "export-collection":
+                    f.write('#!/bin/sh\n'
+                            'for a in "$@"; do [ "$a" = --list ] && exit 1; done\n'
+                            'exec "%s" "$@"\n' % h.program(name))
+                else:
+                    f.write('#!/bin/sh\nexec "%s" "$@"\n' % h.program(name))
+            os.chmod(path, 0o755)
+        date, log, manifest = self.run_one_at_a_time(", ".join(colls),
+                                                     env={"MAB_LIBEXECDIR": libexec})
+        self.assertLogMatches(log, r"warn.*no size estimates.*configuration order",
+                              "warning that the sizes are unknown")
+        self.assertEqual(self.started(log), colls, log)
+        self.assertEqual([e.get("name") for e in manifest["collections"]], colls)
+        self.check_all(colls, date, manifest, log)
 
 
 if __name__ == "__main__":

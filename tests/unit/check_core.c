@@ -18,6 +18,7 @@ int main(void)
 	srunner_add_suite(sr, manifest_suite());
 	srunner_add_suite(sr, state_suite());
 	srunner_add_suite(sr, breaker_suite());
+	srunner_add_suite(sr, job_order_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

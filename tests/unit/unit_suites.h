@@ -10,5 +10,6 @@ Suite *status_suite(void);
 Suite *manifest_suite(void);
 Suite *state_suite(void);
 Suite *breaker_suite(void);
+Suite *job_order_suite(void);
 
 #endif
