@@ -882,6 +882,17 @@ class TestHooksAndMetrics(DaemonTestCase):
         self.fail("%s did not appear after %s s%s" % (path, timeout,
                                                        ("; log:\n" + r.log()) if r else ""))
 
+    def wait_hook_finished(self, r, what, timeout=15):
+        """Waits for the daemon to log the end of the run's one hook; after
+        that no other hook of the run can start."""
+        pattern = re.compile(r"notify: %s hook (finished|failed|was killed)" % what)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pattern.search(r.log()):
+                return
+            time.sleep(0.05)
+        self.fail("the %s hook did not finish in %s s; log:\n%s" % (what, timeout, r.log()))
+
     def test_on_success(self):
         self.seed()
         conf, out = self.hook_config()
@@ -898,7 +909,8 @@ class TestHooksAndMetrics(DaemonTestCase):
         self.assertEqual(env.get("MAB_DATABASE"), self.database, env)
         self.assertEqual(env.get("MAB_CONTAINER"), self.container, env)
         self.assertEqual(env.get("MAB_FAILED_COLLECTIONS", ""), "", env)
-        time.sleep(0.5)
+        self.wait_hook_finished(r, "on_success")
+        self.assertNotIn("on_failure hook started", r.log())
         self.assertFalse(os.path.exists(os.path.join(out, "failure.env")),
                          "on_failure ran after a complete run")
         self.stop_daemon(r)
@@ -920,7 +932,8 @@ class TestHooksAndMetrics(DaemonTestCase):
         self.assertEqual(entries["nosuchcoll"]["result"], "failed", entries)
         self.assertTrue(entries["nosuchcoll"].get("error"), entries)
         self.assertEqual(entries["small"]["result"], "ok", entries)
-        time.sleep(0.5)
+        self.wait_hook_finished(r, "on_failure")
+        self.assertNotIn("on_success hook started", r.log())
         self.assertFalse(os.path.exists(os.path.join(out, "success.env")),
                          "on_success ran after a partial run")
         self.stop_daemon(r)

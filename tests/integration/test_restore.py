@@ -128,8 +128,15 @@ def seed_rich(db):
         db["types"].insert_one(raw_document(SON([
             ("_id", "odd keys"), ("a.b", 1), ("$dollar", 2),
             ("sub", SON([("x.y", SON([("$z", 3)]))]))])))
-    except Exception as e:      # a server that refuses them: not our concern
-        sys.stderr.write("note: server refused keys with '.'/'$': %s\n" % e)
+    except pymongo.errors.OperationFailure as e:
+        # MongoDB stores such keys since 5.0 (and the fake does): only an
+        # older server may refuse them, and the backup cannot be asked to
+        # keep what was never stored.
+        version = db.client.server_info().get("version", "0.0")
+        major_minor = tuple(int(x) for x in version.split(".")[:2])
+        if major_minor >= (5, 0):
+            raise AssertionError("MongoDB %s refused keys with '.'/'$': %s" % (version, e))
+        sys.stderr.write("note: MongoDB %s refused keys with '.'/'$': %s\n" % (version, e))
     db["big"].insert_one(SON([("_id", 1), ("pad", Binary(b"\x5a" * BIG_DOC_BYTES, 0))]))
     db["big"].insert_many([{"_id": i, "after": "big"} for i in range(2, 6)])
     db["users"].insert_many(list(h.gen_users(3000, seed=21)))
@@ -397,9 +404,13 @@ class TestRoundTrip(RestoreTestCase):
             while not stop.is_set():
                 for pid in h.descendants(p.pid):
                     name = h.program_name(pid)
-                    if name in ("import-collection", "download-blob"):
-                        seen.setdefault(pid, (name, h.proc_cmdline(pid),
-                                              h.proc_environ(pid), h.proc_cmdline(p.pid)))
+                    if name in ("import-collection", "download-blob") and pid not in seen:
+                        # Kept only once its environment could be read: a
+                        # process that is gone leaves nothing to check.
+                        env = h.proc_environ(pid)
+                        if env:
+                            seen[pid] = (name, h.proc_cmdline(pid), env,
+                                         h.proc_cmdline(p.pid))
                 time.sleep(0.005)
         t = threading.Thread(target=sample, daemon=True)
         t.start()
@@ -429,9 +440,8 @@ class TestRoundTrip(RestoreTestCase):
             has_uri = [e for e in cenv if e.startswith("MONGODB_URI=")]
             if name == "download-blob":
                 self.assertFalse(has_uri, "download-blob got the target URI")
-            if cenv:
-                self.assertTrue(has_uri or name == "download-blob",
-                                "import-collection had no MONGODB_URI: %r" % cenv)
+            if name == "import-collection":
+                self.assertTrue(has_uri, "import-collection had no MONGODB_URI: %r" % cenv)
             self.assertFalse([a for a in ctl_argv if "mongodb://" in a],
                              "the ctl's own argv still showed the URI while children ran")
 
