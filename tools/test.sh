@@ -12,7 +12,9 @@
 #      (tests/fuzz/run.sh; needs clang).
 #
 # Each step runs only when the one before it passed.  The last line is one
-# tally over all of them: "N passed, N failed, N skipped".
+# tally over all of them: "N passed, N failed, N skipped", after a line for
+# every skip (a test program, a single test case, LeakSanitizer, the
+# fuzzers) with its reason.
 # Environment: FUZZ_SECONDS (0: no fuzzing), MAB_TEST_USERS_ASAN (users in
 # the big backup test of the sanitizer run; default 50000).
 set -eu
@@ -23,6 +25,15 @@ sh tools/deps.sh
 if [ ! -x configure ] || [ -n "$(find configure.ac -newer configure)" ]; then autoreconf -fi; fi
 jobs=$(nproc 2>/dev/null || echo 2)
 passed=0 failed=0 skipped=0
+skip_reasons=""
+
+# Records one skip and why; finish prints them all under the tally, so no
+# skip goes unseen in a green run.
+note_skip() {
+	skipped=$(( skipped + 1 ))
+	skip_reasons="$skip_reasons
+  skipped: $1"
+}
 
 # Adds automake's summary in $1/test-suite.log to the tally; prints the
 # log when the run failed ($2 = make check's status).
@@ -37,10 +48,24 @@ tally() {
 	echo "test.sh: $1: ${pass:-0} passed, $(( ${fail:-0} + ${error:-0} )) failed, ${skip:-0} skipped"
 	passed=$(( passed + ${pass:-0} ))
 	failed=$(( failed + ${fail:-0} + ${error:-0} ))
-	skipped=$(( skipped + ${skip:-0} ))
+	# Whole test programs that skipped (exit 77), with the reason each
+	# printed, and single test cases skipped inside programs that passed.
+	for t in $(sed -n 's/^SKIP: //p' "$log"); do
+		why=$(grep -m1 -i 'skip' "$1/${t%.py}.log" 2>/dev/null | cut -c1-200)
+		note_skip "$1: $t: ${why:-no reason given}"
+	done
+	for f in $(find "$1/tests" -name '*.log' ! -name test-suite.log 2>/dev/null | sort); do
+		grep -h "\.\.\. skipped" "$f" 2>/dev/null | cut -c1-240 |
+			sed "s|^|$1: ${f#"$1"/}: |" > "$1/.skips" || true
+		while IFS= read -r line; do
+			note_skip "$line"
+		done < "$1/.skips"
+	done
+	rm -f "$1/.skips"
 }
 
 finish() {
+	[ -z "$skip_reasons" ] || printf '%s\n' "$skip_reasons" | sed '/^$/d'
 	echo "$passed passed, $failed failed, $skipped skipped"
 	exit "$1"
 }
@@ -99,6 +124,7 @@ if ${cc:-cc} $san -g build-asan/lsan-probe.c -o build-asan/lsan-probe; then
 		echo "test.sh: LeakSanitizer cannot run here (ptrace is restricted):" >&2
 		printf '%s\n' "$probe" | head -n 5 >&2
 		echo "test.sh: the sanitizer run goes on with detect_leaks=0 (ASan and UBSan only)" >&2
+		note_skip "build-asan: LeakSanitizer (ptrace is restricted here): leaks unchecked"
 		;;
 	*)
 		echo "test.sh: warning: LeakSanitizer missed the probe's leak; leak checks stay on" >&2 ;;
@@ -121,7 +147,7 @@ if [ "${FUZZ_SECONDS:-10}" != 0 ]; then
 	FUZZ_SECONDS=${FUZZ_SECONDS:-10} sh tests/fuzz/run.sh || status=$?
 	if [ "$status" = 77 ]; then
 		status=0
-		skipped=$(( skipped + 1 ))	# no clang
+		note_skip "build-fuzz: the fuzz targets (no clang)"
 	else
 		p=$(grep -c '^PASS' build-fuzz/fuzz-results.txt 2>/dev/null || true)
 		f=$(grep -c '^FAIL' build-fuzz/fuzz-results.txt 2>/dev/null || true)
