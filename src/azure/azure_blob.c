@@ -107,7 +107,18 @@ void azure_block_id(uint64_t nonce, uint64_t index, char out[AZURE_BLOCK_ID_SIZE
 struct azure_client *azure_client_new(const char *connection_string, const char *container,
 				      char *err, size_t errlen)
 {
+	struct azure_client_settings s = {
+		.connection_string = connection_string, .container = container,
+	};
+
+	return azure_client_new_with(&s, err, errlen);
+}
+
+struct azure_client *azure_client_new_with(const struct azure_client_settings *s,
+					   char *err, size_t errlen)
+{
 	struct azure_client *c = calloc(1, sizeof(*c));
+	const char *container = s->container;
 	const char *host, *slash;
 
 	if (c == NULL) {
@@ -115,8 +126,45 @@ struct azure_client *azure_client_new(const char *connection_string, const char 
 		return NULL;
 	}
 	global_init();
-	if (connstr_parse(connection_string, &c->conn, err, errlen) != 0)
+	if (s->connection_string != NULL) {
+		if (connstr_parse(s->connection_string, &c->conn, err, errlen) != 0)
+			goto fail;
+		if (s->require == 1 && c->conn.key == NULL) {
+			snprintf(err, errlen, "auth = shared_key, but the connection string has "
+				 "no AccountKey");
+			goto fail;
+		}
+		if (s->require == 2 && c->conn.sas == NULL) {
+			snprintf(err, errlen, "auth = sas, but the connection string has no "
+				 "SharedAccessSignature");
+			goto fail;
+		}
+	} else if (connstr_from_account_url(s->account_url ? s->account_url : "", &c->conn,
+					    err, errlen) != 0) {
 		goto fail;
+	}
+	if (s->token != NULL) {
+		/* A token replaces whatever credential the string held. */
+		if (c->conn.key != NULL)
+			explicit_bzero(c->conn.key, c->conn.key_len);
+		free(c->conn.key);
+		c->conn.key = NULL;
+		if (c->conn.sas != NULL)
+			explicit_bzero(c->conn.sas, strlen(c->conn.sas));
+		free(c->conn.sas);
+		c->conn.sas = NULL;
+		if (c->conn.http) {
+			snprintf(err, errlen, "a bearer token must not travel over http://");
+			goto fail;
+		}
+		c->tokens = azure_token_source_new(s->token, err, errlen);
+		if (c->tokens == NULL)
+			goto fail;
+	}
+	if (s->ca_file != NULL && *s->ca_file != '\0' && (c->ca_file = strdup(s->ca_file)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (container == NULL || !azure_valid_container_name(container)) {
 		snprintf(err, errlen, "container name '%s' is not valid (3-63 characters: "
 			 "lowercase letters, digits, single hyphens)", container ? container : "");
@@ -167,6 +215,8 @@ void azure_client_free(struct azure_client *c)
 		free(c->b64_key);
 	}
 	connstr_free(&c->conn);
+	azure_token_source_free(c->tokens);
+	free(c->ca_file);
 	free(c->container);
 	free(c->origin);
 	free(c->path_prefix);

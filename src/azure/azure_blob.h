@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "azure_request.h"
+#include "azure_token.h"
 #include "azure_xml.h"
 
 /* Raw block ids are 32 characters: 12 hex digits of a per-upload nonce,
@@ -54,6 +55,22 @@ enum azure_delete_result {
  * NULL with a message (never containing the secret) in err. */
 struct azure_client *azure_client_new(const char *connection_string, const char *container,
 				      char *err, size_t errlen);
+
+/* What a client is made from: a connection string (its key or SAS signs),
+ * or an account URL and a token source. */
+struct azure_client_settings {
+	const char *connection_string;   /* NULL with account_url */
+	const char *account_url;
+	const char *container;
+	/* NULL: the connection string's own credential; else bearer tokens. */
+	const struct azure_token_settings *token;
+	/* With a connection string: 1 it must hold an AccountKey, 2 a SAS,
+	 * 0 either (auth = shared_key, sas, auto). */
+	int require;
+	const char *ca_file;             /* NULL or "": the system's CAs */
+};
+struct azure_client *azure_client_new_with(const struct azure_client_settings *s,
+					   char *err, size_t errlen);
 void azure_client_free(struct azure_client *client);
 void azure_client_set_max_retries(struct azure_client *client, int max_retries);
 /* scheme://host[:port][/prefix] for messages: no secrets in it. */

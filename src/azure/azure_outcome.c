@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "azure_request.h"
+#include "azure_token.h"
 #include "azure_xml.h"
 #include "child_status.h"
 #include "log.h"
@@ -164,6 +165,16 @@ static void describe_failure(struct azure_request *req, CURLcode result,
 		snprintf(err->message, sizeof(err->message), "%s '%s': %s: %s%s", req->op,
 			 req->what, origin_host(c),
 			 req->errbuf[0] ? req->errbuf : curl_easy_strerror(result), after);
+	} else if ((status == 401 || status == 403) && c->tokens != NULL) {
+		snprintf(err->message, sizeof(err->message),
+			 "Azure refused the token of %s (%ld %s) for %s '%s': %s%s%s",
+			 azure_token_origin(c->tokens), status, *code ? code : "no code",
+			 req->op, req->what,
+			 strcmp(code, "AuthorizationPermissionMismatch") == 0 ?
+			 "give the identity the role Storage Blob Data Contributor on the "
+			 "container (role assignments take minutes to apply)" :
+			 "check that the identity belongs to this account's tenant",
+			 *err->request_id ? "; request id " : "", err->request_id);
 	} else if (status == 401 || status == 403) {
 		/* Azure's text for these quotes our signature and string to
 		 * sign: useless to an operator, so it is left out. */
@@ -226,6 +237,21 @@ enum azure_outcome azure_request_finish(struct azure_request *req, CURLcode resu
 		snprintf(err->code, sizeof(err->code), "%s",
 			 req->resp.error_code[0] ? req->resp.error_code : body_code);
 		retryable = azure_retry_status(status);
+		/* An expired or revoked token: Azure says 401, Azurite 403
+		 * AuthenticationFailed.  Renew once and try again at once; a
+		 * missing role (403 AuthorizationPermissionMismatch) is not
+		 * the token's fault and stays final. */
+		if (c->tokens != NULL && !req->token_renewed && req->sink_bytes == 0 &&
+		    (status == 401 || (status == 403 &&
+				       (strcmp(err->code, "AuthenticationFailed") == 0 ||
+					strcmp(err->code, "InvalidAuthenticationInfo") == 0)))) {
+			req->token_renewed = true;
+			azure_token_invalidate(c->tokens);
+			msg_info("%s '%s': HTTP %ld %s: renewing the token", req->op, req->what,
+				 status, err->code);
+			req->next_delay_ms = 0;
+			return AZURE_RETRY;
+		}
 	} else {
 		retryable = azure_retry_transport(result) && req->sink_errno == 0;
 	}

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "azure_request.h"
+#include "azure_token.h"
 #include "azure_xml.h"
 #include "child_status.h"
 #include "log.h"
@@ -335,7 +336,7 @@ static int slist_add(struct curl_slist **list, const char *name, const char *val
 	return 0;
 }
 
-int azure_request_setup(struct azure_request *req, CURL *easy)
+int azure_request_setup(struct azure_request *req, CURL *easy, struct azure_error *err)
 {
 	struct azure_client *c = req->client;
 	struct azure_header all[AZURE_REQ_MAX_HEADERS + 2];
@@ -366,7 +367,26 @@ int azure_request_setup(struct azure_request *req, CURL *easy)
 	if (!has_type && slist_add(&req->slist, "Content-Type", "") != 0)
 		goto out;
 
-	if (c->conn.key != NULL) {
+	if (c->tokens != NULL) {
+		const char *token = azure_token_get(c->tokens, err);
+		char *auth;
+		if (token == NULL) {
+			/* err says why; the op and blob make it findable. */
+			char why[sizeof(err->message)];
+			snprintf(why, sizeof(why), "%s", err->message);
+			snprintf(err->message, sizeof(err->message), "%s '%s': %s", req->op,
+				 req->what, why);
+			return -1;
+		}
+		if (asprintf(&auth, "Bearer %s", token) < 0)
+			goto out;
+		rc = slist_add(&req->slist, "Authorization", auth);
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+		if (rc != 0)
+			goto out;
+		rc = -1;
+	} else if (c->conn.key != NULL) {
 		char auth[256];
 		sts = azure_string_to_sign(req->verb, put ? req->body_len : 0, all, n,
 					   c->conn.account, req->path, req->query);
@@ -423,6 +443,8 @@ int azure_request_setup(struct azure_request *req, CURL *easy)
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	if (c->share != NULL)
 		SET(CURLOPT_SHARE, c->share);
+	if (c->ca_file != NULL)
+		SET(CURLOPT_CAINFO, c->ca_file);
 	if (put) {
 		SET(CURLOPT_UPLOAD, 1L);
 		SET(CURLOPT_READFUNCTION, on_read);
@@ -442,6 +464,9 @@ int azure_request_setup(struct azure_request *req, CURL *easy)
 	rc = 0;
 out:
 	free(sts);
+	if (rc != 0)
+		azure_error_local(err, ENOMEM, "%s '%s': cannot prepare the request "
+				  "(out of memory or a bad header)", req->op, req->what);
 	return rc;
 }
 
@@ -458,11 +483,8 @@ int azure_request_perform(struct azure_request *req, struct azure_error *err)
 	for (;;) {
 		CURLcode result;
 
-		if (azure_request_setup(req, req->client->easy) != 0) {
-			azure_error_local(err, ENOMEM, "%s '%s': cannot prepare the request "
-					  "(out of memory or a bad header)", req->op, req->what);
+		if (azure_request_setup(req, req->client->easy, err) != 0)
 			return -1;
-		}
 		result = curl_easy_perform(req->client->easy);
 		switch (azure_request_finish(req, result, err)) {
 		case AZURE_DONE:

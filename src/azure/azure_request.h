@@ -39,6 +39,8 @@ struct azure_error {
 	char message[768];        /* one line for logs; never a secret */
 };
 
+struct azure_token_source;
+
 struct azure_client {
 	struct azure_conn conn;
 	char *container;
@@ -53,6 +55,8 @@ struct azure_client {
 	CURLSH *share;            /* DNS and TLS sessions for every handle */
 	uint64_t rng;
 	char user_agent[64];
+	struct azure_token_source *tokens;  /* bearer tokens instead of key/SAS */
+	char *ca_file;            /* NULL: the system's CAs */
 	/* Some request of this client got an HTTP answer: from then on a
 	 * refused connection is an outage, before it a likely wrong endpoint
 	 * (azure_error_class). */
@@ -116,6 +120,7 @@ struct azure_request {
 	bool resp_body_truncated;
 
 	int attempts;
+	bool token_renewed;       /* a refused token was renewed once already */
 	long last_delay_ms;
 	long next_delay_ms;       /* set when azure_request_finish says RETRY */
 	void *user;               /* for the caller (block_upload: its slot) */
@@ -131,8 +136,10 @@ void azure_request_add_header(struct azure_request *req, const char *name,
 void azure_request_set_body(struct azure_request *req, const void *body, size_t len);
 void azure_request_cleanup(struct azure_request *req);
 
-/* Prepares easy for the next attempt (resets it first).  -1 on error. */
-int azure_request_setup(struct azure_request *req, CURL *easy);
+/* Prepares easy for the next attempt (resets it first).  -1 with err
+ * filled: out of memory, or no token (then err says why and its class is
+ * the token endpoint's: an outage, or refused credentials). */
+int azure_request_setup(struct azure_request *req, CURL *easy, struct azure_error *err);
 /* Judges an attempt.  AZURE_RETRY sets req->next_delay_ms; AZURE_FAILED
  * fills err.  A request that already fed bytes to its sink is never
  * retried here (the caller resumes with a Range instead). */

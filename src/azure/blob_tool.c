@@ -45,25 +45,71 @@ int blob_tool_config(const char *ident, const char *path, bool path_given,
 	return 0;
 }
 
+struct azure_client *azure_client_from_config(const struct mab_config *cfg,
+					      const char *container, char *err, size_t errlen)
+{
+	struct azure_client_settings s = {
+		.container = container ? container : cfg->container,
+		.ca_file = cfg->ca_file,
+		.require = cfg->azure_auth == AZURE_AUTH_SHARED_KEY ? 1 :
+			   cfg->azure_auth == AZURE_AUTH_SAS ? 2 : 0,
+	};
+	struct azure_token_settings ts = {
+		.client_id = cfg->client_id, .tenant_id = cfg->tenant_id,
+		.authority_host = cfg->authority_host,
+		.identity_endpoint = cfg->identity_endpoint,
+		.federated_token_file = cfg->federated_token_file,
+		.ca_file = cfg->ca_file, .max_retries = cfg->max_retries,
+	};
+	struct azure_client *client = NULL;
+	char *cs = NULL, *cred = NULL;
+
+	err[0] = '\0';
+	if (config_azure_uses_token(cfg)) {
+		switch (cfg->azure_auth) {
+		case AZURE_AUTH_SERVICE_PRINCIPAL:
+			ts.kind = *cfg->client_certificate_file ? AZURE_TOKEN_CLIENT_CERTIFICATE
+								 : AZURE_TOKEN_CLIENT_SECRET;
+			cred = config_azure_credential(cfg, err, errlen);
+			if (cred == NULL)
+				goto out;
+			ts.credential = cred;
+			break;
+		case AZURE_AUTH_WORKLOAD_IDENTITY:
+			ts.kind = AZURE_TOKEN_FEDERATED;
+			break;
+		default:
+			ts.kind = AZURE_TOKEN_MANAGED_IDENTITY;
+			break;
+		}
+		s.account_url = cfg->account_url;
+		s.token = &ts;
+	} else {
+		cs = config_connection_string(cfg, err, errlen);
+		if (cs == NULL)
+			goto out;
+		s.connection_string = cs;
+	}
+	client = azure_client_new_with(&s, err, errlen);
+	if (client != NULL)
+		azure_client_set_max_retries(client, cfg->max_retries);
+out:
+	if (cs != NULL)
+		explicit_bzero(cs, strlen(cs));
+	free(cs);
+	if (cred != NULL)
+		explicit_bzero(cred, strlen(cred));
+	free(cred);
+	return client;
+}
+
 struct azure_client *blob_tool_client(const struct mab_config *cfg, const char *container,
 				      char *err, size_t errlen)
 {
-	struct azure_client *client;
-	char *cs;
+	struct azure_client *client = azure_client_from_config(cfg, container, err, errlen);
 
-	cs = config_connection_string(cfg, err, errlen);
-	if (cs == NULL) {
+	if (client == NULL)
 		msg_error("%s", err);
-		return NULL;
-	}
-	client = azure_client_new(cs, container ? container : cfg->container, err, errlen);
-	explicit_bzero(cs, strlen(cs));
-	free(cs);
-	if (client == NULL) {
-		msg_error("%s", err);
-		return NULL;
-	}
-	azure_client_set_max_retries(client, cfg->max_retries);
 	return client;
 }
 

@@ -3,7 +3,7 @@
  * Loads the configuration (or the built-in defaults when the default file
  * does not exist and no -c was given, so the tools work from the
  * environment alone), opens the log, and builds the Azure client from the
- * connection string, which never passes through argv.
+ * connection string or the token settings; no secret passes through argv.
  */
 #ifndef MAB_BLOB_TOOL_H
 #define MAB_BLOB_TOOL_H
@@ -15,8 +15,12 @@
  * the same one-line reason for a status record. */
 int blob_tool_config(const char *ident, const char *path, bool path_given,
 		     struct mab_config *cfg, char *err, size_t errlen);
-/* The client for container (or cfg->container when NULL); NULL after
- * logging why, with the reason in err. */
+/* The client the configuration describes, for container (or
+ * cfg->container when NULL): the connection string's key or SAS, or a
+ * token source for [azure] auth; NULL with the reason in err. */
+struct azure_client *azure_client_from_config(const struct mab_config *cfg,
+					      const char *container, char *err, size_t errlen);
+/* The same, logging why it failed. */
 struct azure_client *blob_tool_client(const struct mab_config *cfg, const char *container,
 				      char *err, size_t errlen);
 /* Sends "result error class=C [status=N] [code=X] message=..." on the

@@ -197,11 +197,8 @@ static int start_attempt(struct block_upload *up, struct slot *s, struct azure_e
 {
 	CURLMcode mc;
 
-	if (azure_request_setup(&s->req, s->easy) != 0) {
-		azure_error_local(err, ENOMEM, "Put Block '%s': cannot prepare the request",
-				  up->blob);
+	if (azure_request_setup(&s->req, s->easy, err) != 0)
 		return -1;
-	}
 	mc = curl_multi_add_handle(up->multi, s->easy);
 	if (mc != CURLM_OK) {
 		azure_error_local(err, 0, "Put Block '%s': %s", up->blob, curl_multi_strerror(mc));

@@ -392,3 +392,37 @@ void connstr_free(struct azure_conn *conn)
 	free(conn->sas);
 	memset(conn, 0, sizeof(*conn));
 }
+
+int connstr_from_account_url(const char *url, struct azure_conn *out, char *err,
+			     size_t errlen)
+{
+	const char *host, *slash;
+	size_t len;
+
+	memset(out, 0, sizeof(*out));
+	if (strncmp(url, "https://", 8) != 0) {
+		snprintf(err, errlen, "account_url must be https:// (a token must not travel "
+			 "in clear text)");
+		return -1;
+	}
+	out->endpoint = strdup(url);
+	if (out->endpoint == NULL)
+		goto nomem;
+	len = strlen(out->endpoint);
+	while (len > 8 && out->endpoint[len - 1] == '/')
+		out->endpoint[--len] = '\0';
+	host = out->endpoint + 8;
+	slash = strchr(host, '/');
+	/* ACCOUNT.blob.core.windows.net, or an emulator's https://host:port/ACCOUNT. */
+	if (slash != NULL && slash[1] != '\0')
+		out->account = strndup(slash + 1, strcspn(slash + 1, "/"));
+	else
+		out->account = strndup(host, strcspn(host, "."));
+	if (out->account == NULL)
+		goto nomem;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	connstr_free(out);
+	return -1;
+}

@@ -24,6 +24,10 @@ struct azure_conn {
 
 /* 0 on success; -1 with a message in err (never containing a secret). */
 int connstr_parse(const char *text, struct azure_conn *out, char *err, size_t errlen);
+/* The endpoint of token sign-in: [azure] account_url, https only; no
+ * credential.  0, or -1 with a message in err. */
+int connstr_from_account_url(const char *url, struct azure_conn *out, char *err,
+			     size_t errlen);
 /* Wipes the secrets and frees everything; safe on a zeroed struct. */
 void connstr_free(struct azure_conn *conn);
 

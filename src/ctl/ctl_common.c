@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "blob_tool.h"
 #include "ctl_common.h"
 #include "log.h"
 
@@ -52,7 +53,6 @@ static void print_problem(void *ctx, const char *message)
 int ctl_store_open(struct ctl_store *st, const char *conf_path, bool conf_explicit)
 {
 	char err[512];
-	char *cs;
 
 	memset(st, 0, sizeof(*st));
 	st->conf_path = conf_path;
@@ -72,19 +72,11 @@ int ctl_store_open(struct ctl_store *st, const char *conf_path, bool conf_explic
 	/* An interactive tool: messages to the terminal whatever [log] says. */
 	log_open(CTL_PROG, LOG_TARGET_STDERR, st->cfg.log_level);
 
-	cs = config_connection_string(&st->cfg, err, sizeof(err));
-	if (cs == NULL) {
-		ctl_err("%s", err);
-		return CTL_USAGE;
-	}
-	st->client = azure_client_new(cs, st->cfg.container, err, sizeof(err));
-	explicit_bzero(cs, strlen(cs));
-	free(cs);
+	st->client = azure_client_from_config(&st->cfg, NULL, err, sizeof(err));
 	if (st->client == NULL) {
 		ctl_err("%s", err);
 		return CTL_USAGE;
 	}
-	azure_client_set_max_retries(st->client, st->cfg.max_retries);
 	return CTL_OK;
 }
 

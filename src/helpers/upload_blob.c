@@ -88,18 +88,14 @@ static struct azure_client *check_client(const struct mab_config *cfg, const cha
 {
 	struct azure_client *client;
 	char err[512];
-	char *cs = config_connection_string(cfg, err, sizeof(err));
+	bool token = config_azure_uses_token(cfg);
 
-	if (cs == NULL) {
-		fprintf(stderr, "%s:%d: %s\n", cfg->path, connstr_line(cfg), err);
-		return NULL;
-	}
-	client = azure_client_new(cs, container ? container : cfg->container, err, sizeof(err));
-	explicit_bzero(cs, strlen(cs));
-	free(cs);
+	client = azure_client_from_config(cfg, container, err, sizeof(err));
 	if (client == NULL) {
-		bool from_env = !*cfg->connection_string && !*cfg->connection_string_file;
-		fprintf(stderr, "%s:%d: %s%s\n", cfg->path, connstr_line(cfg),
+		bool from_env = !token && !*cfg->connection_string &&
+				!*cfg->connection_string_file;
+		int line = token ? config_key_line(cfg, "azure", "auth") : connstr_line(cfg);
+		fprintf(stderr, "%s:%d: %s%s\n", cfg->path, line,
 			from_env ? "(AZURE_STORAGE_CONNECTION_STRING) " : "", err);
 	}
 	return client;

@@ -60,6 +60,7 @@ enum key_type {
 	KEY_ENGINE,      /* zlib / libdeflate / isal / auto */
 	KEY_LEVEL,       /* a number, or auto: the engine's own default */
 	KEY_THREADS,     /* a number, or auto: the CPUs */
+	KEY_AUTH,        /* shared_key / sas / managed_identity / ... / auto */
 };
 
 struct key_spec {
@@ -87,6 +88,18 @@ static const struct key_spec key_table[] = {
 
 	{ "azure", "connection_string", KEY_STRING, F(connection_string), 0, 0, "", true },
 	{ "azure", "connection_string_file", KEY_STRING, F(connection_string_file), 0, 0, "", false },
+	{ "azure", "auth", KEY_AUTH, F(azure_auth), 0, 0, "auto", false },
+	{ "azure", "account_url", KEY_STRING, F(account_url), 0, 0, "", false },
+	{ "azure", "client_id", KEY_STRING, F(client_id), 0, 0, "", false },
+	{ "azure", "tenant_id", KEY_STRING, F(tenant_id), 0, 0, "", false },
+	{ "azure", "client_secret_file", KEY_STRING, F(client_secret_file), 0, 0, "", false },
+	{ "azure", "client_certificate_file", KEY_STRING, F(client_certificate_file), 0, 0, "",
+	  false },
+	{ "azure", "federated_token_file", KEY_STRING, F(federated_token_file), 0, 0, "", false },
+	{ "azure", "authority_host", KEY_STRING, F(authority_host), 0, 0, "", false },
+	{ "azure", "identity_endpoint", KEY_STRING, F(identity_endpoint), 0, 0,
+	  AZURE_AUTH_DEFAULT_IMDS, false },
+	{ "azure", "ca_file", KEY_STRING, F(ca_file), 0, 0, "", false },
 	{ "azure", "container", KEY_NAME, F(container), 0, 0, "backups", false },
 	{ "azure", "blob_path", KEY_NAME, F(blob_path), 0, 0,
 	  "backups/{date}/tralivali_{collection}.bson.gz", true },
@@ -330,6 +343,27 @@ static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 		}
 		*(int *)(base + spec->offset) = n;
 		return 0;
+	case KEY_AUTH: {
+		static const char *const names[] = {
+			[AZURE_AUTH_SHARED_KEY] = "shared_key", [AZURE_AUTH_SAS] = "sas",
+			[AZURE_AUTH_MANAGED_IDENTITY] = "managed_identity",
+			[AZURE_AUTH_SERVICE_PRINCIPAL] = "service_principal",
+			[AZURE_AUTH_WORKLOAD_IDENTITY] = "workload_identity",
+		};
+		n = -2;
+		if (strcasecmp(value, "auto") == 0)
+			n = -1;
+		for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+			if (strcasecmp(value, names[i]) == 0)
+				n = i;
+		if (n == -2) {
+			report(ps, line, "auth: '%s' is not shared_key, sas, managed_identity, "
+			       "service_principal, workload_identity or auto", value);
+			return -1;
+		}
+		*(int *)(base + spec->offset) = n;
+		return 0;
+	}
 	case KEY_LEVEL:
 	case KEY_THREADS: {
 		char *end;
@@ -557,6 +591,164 @@ static void check_schedule(struct parse_state *ps)
 		       cfg->cron);
 }
 
+static const char *auth_name(int auth)
+{
+	switch (auth) {
+	case AZURE_AUTH_SHARED_KEY: return "shared_key";
+	case AZURE_AUTH_SAS: return "sas";
+	case AZURE_AUTH_MANAGED_IDENTITY: return "managed_identity";
+	case AZURE_AUTH_SERVICE_PRINCIPAL: return "service_principal";
+	case AZURE_AUTH_WORKLOAD_IDENTITY: return "workload_identity";
+	default: return "auto";
+	}
+}
+
+/* Fills an unset key from the environment (what AKS and the Azure SDKs
+ * set); the value then counts as the file's. */
+static void from_env(char **field, const char *env)
+{
+	const char *v = getenv(env);
+
+	if (**field == '\0' && v != NULL && *v != '\0') {
+		char *copy = strdup(v);
+		if (copy != NULL) {
+			free(*field);
+			*field = copy;
+		}
+	}
+}
+
+/* A tenant or client id goes into a URL: a GUID or a domain name. */
+static bool id_ok(const char *id)
+{
+	size_t len = strlen(id);
+
+	return len > 0 && len <= 100 && strspn(id, "abcdefghijklmnopqrstuvwxyz"
+					       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == len;
+}
+
+static bool url_ok(const char *url, bool https_only)
+{
+	const char *rest;
+
+	if (strncmp(url, "https://", 8) == 0)
+		rest = url + 8;
+	else if (!https_only && strncmp(url, "http://", 7) == 0)
+		rest = url + 7;
+	else
+		return false;
+	return *rest != '\0' && *rest != '/' && strpbrk(url, " \t\"'<>\\?#") == NULL;
+}
+
+static bool connection_string_given(const struct mab_config *cfg)
+{
+	const char *env = getenv("AZURE_STORAGE_CONNECTION_STRING");
+
+	return *cfg->connection_string || *cfg->connection_string_file ||
+	       (env != NULL && *env != '\0') || secrets_lookup_present(SECRET_CONNECTION_STRING);
+}
+
+/* [azure] auth and the keys each source needs: named ones present,
+ * others' absent (a key that would be ignored is a mistake to report). */
+static void check_azure_auth(struct parse_state *ps)
+{
+	struct mab_config *cfg = ps->cfg;
+	int auth = cfg->azure_auth;
+	bool have_cs = connection_string_given(cfg);
+
+	from_env(&cfg->authority_host, "AZURE_AUTHORITY_HOST");
+	if (*cfg->authority_host == '\0') {
+		free(cfg->authority_host);
+		cfg->authority_host = strdup(AZURE_AUTH_DEFAULT_AUTHORITY);
+	}
+	if (auth == AZURE_AUTH_WORKLOAD_IDENTITY) {
+		/* What the AKS webhook injects into the pod. */
+		from_env(&cfg->client_id, "AZURE_CLIENT_ID");
+		from_env(&cfg->tenant_id, "AZURE_TENANT_ID");
+		from_env(&cfg->federated_token_file, "AZURE_FEDERATED_TOKEN_FILE");
+	}
+	if (auth < 0 && !have_cs && *cfg->account_url)
+		auth = cfg->azure_auth = AZURE_AUTH_MANAGED_IDENTITY;
+	bool token = auth >= AZURE_AUTH_MANAGED_IDENTITY;
+	const char *name = auth_name(auth);
+
+	if (*cfg->account_url && !url_ok(cfg->account_url, true))
+		report(ps, line_of(ps, "azure", "account_url"),
+		       "account_url: '%s' is not an https:// URL such as "
+		       "https://ACCOUNT.blob.core.windows.net", cfg->account_url);
+	if (token && *cfg->account_url == '\0')
+		report(ps, line_of(ps, "azure", "auth"),
+		       "auth = %s needs account_url (https://ACCOUNT.blob.core.windows.net)",
+		       name);
+	if (token && (*cfg->connection_string || *cfg->connection_string_file))
+		report(ps, line_of(ps, "azure", *cfg->connection_string ? "connection_string"
+								       : "connection_string_file"),
+		       "a connection string is not used with auth = %s: the endpoint is "
+		       "account_url and the credential a token", name);
+	if (!token && *cfg->account_url && auth >= 0)
+		report(ps, line_of(ps, "azure", "account_url"),
+		       "account_url is for token sign-in; auth = %s takes the endpoint and "
+		       "the credential from the connection string", name);
+	if (!url_ok(cfg->authority_host, true))
+		report(ps, line_of(ps, "azure", "authority_host"),
+		       "authority_host: '%s' is not an https:// URL", cfg->authority_host);
+	if (!url_ok(cfg->identity_endpoint, false))
+		report(ps, line_of(ps, "azure", "identity_endpoint"),
+		       "identity_endpoint: '%s' is not an http(s):// URL", cfg->identity_endpoint);
+	if (*cfg->ca_file && access(cfg->ca_file, R_OK) != 0)
+		report(ps, line_of(ps, "azure", "ca_file"), "ca_file: cannot read %s: %s",
+		       cfg->ca_file, strerror(errno));
+
+	bool need_ids = auth == AZURE_AUTH_SERVICE_PRINCIPAL ||
+			auth == AZURE_AUTH_WORKLOAD_IDENTITY;
+	if (need_ids && *cfg->client_id == '\0')
+		report(ps, line_of(ps, "azure", "auth"), "auth = %s needs client_id "
+		       "(the application's id)%s", name,
+		       auth == AZURE_AUTH_WORKLOAD_IDENTITY ? " or AZURE_CLIENT_ID" : "");
+	if (need_ids && *cfg->tenant_id == '\0')
+		report(ps, line_of(ps, "azure", "auth"), "auth = %s needs tenant_id%s", name,
+		       auth == AZURE_AUTH_WORKLOAD_IDENTITY ? " or AZURE_TENANT_ID" : "");
+	if (*cfg->client_id && !id_ok(cfg->client_id))
+		report(ps, line_of(ps, "azure", "client_id"),
+		       "client_id: '%s' is not an id (a GUID)", cfg->client_id);
+	if (*cfg->tenant_id && !id_ok(cfg->tenant_id))
+		report(ps, line_of(ps, "azure", "tenant_id"),
+		       "tenant_id: '%s' is not a tenant id (a GUID or a domain name)",
+		       cfg->tenant_id);
+	if (auth == AZURE_AUTH_SERVICE_PRINCIPAL &&
+	    (*cfg->client_secret_file != '\0') == (*cfg->client_certificate_file != '\0'))
+		report(ps, line_of(ps, "azure", "auth"), "auth = service_principal needs "
+		       "client_secret_file or client_certificate_file (one of them)");
+	if (auth == AZURE_AUTH_WORKLOAD_IDENTITY && *cfg->federated_token_file == '\0')
+		report(ps, line_of(ps, "azure", "auth"), "auth = workload_identity needs "
+		       "federated_token_file or AZURE_FEDERATED_TOKEN_FILE");
+
+	/* Keys another source would read, set for this one: a mistake. */
+	static const struct {
+		const char *key;
+		size_t offset;
+		unsigned mask;      /* the auths that read it */
+	} used_by[] = {
+		{ "client_id", F(client_id), 1u << AZURE_AUTH_MANAGED_IDENTITY |
+			1u << AZURE_AUTH_SERVICE_PRINCIPAL | 1u << AZURE_AUTH_WORKLOAD_IDENTITY },
+		{ "tenant_id", F(tenant_id), 1u << AZURE_AUTH_SERVICE_PRINCIPAL |
+			1u << AZURE_AUTH_WORKLOAD_IDENTITY },
+		{ "client_secret_file", F(client_secret_file), 1u << AZURE_AUTH_SERVICE_PRINCIPAL },
+		{ "client_certificate_file", F(client_certificate_file),
+		  1u << AZURE_AUTH_SERVICE_PRINCIPAL },
+		{ "federated_token_file", F(federated_token_file),
+		  1u << AZURE_AUTH_WORKLOAD_IDENTITY },
+	};
+	for (size_t i = 0; i < sizeof(used_by) / sizeof(used_by[0]); i++) {
+		const char *v = *(char **)((char *)cfg + used_by[i].offset);
+		int line = line_of(ps, "azure", used_by[i].key);
+		/* Only what the file says: the environment may carry values
+		 * for other programs. */
+		if (*v && line > 0 && (auth < 0 || !(used_by[i].mask & (1u << auth))))
+			report(ps, line, "%s is not used with auth = %s", used_by[i].key, name);
+	}
+}
+
 /* Picks the default engine and level when not named, and holds a named
  * level to its engine's range. */
 static void check_compression(struct parse_state *ps)
@@ -611,6 +803,7 @@ static void check_whole(struct parse_state *ps)
 		       "set uri or uri_file, not both");
 	check_schedule(ps);
 	check_compression(ps);
+	check_azure_auth(ps);
 	if (cfg->parallel == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->parallel = cpus > 0 ? (int)cpus : 1;
@@ -627,6 +820,10 @@ void config_defaults(struct mab_config *cfg)
 			msg_fatal(70, "internal: default for %s.%s does not parse",
 				  key_table[i].section, key_table[i].name);
 	check_compression(&ps);
+	if (*cfg->authority_host == '\0') {
+		free(cfg->authority_host);
+		cfg->authority_host = strdup(AZURE_AUTH_DEFAULT_AUTHORITY);
+	}
 	if (cfg->parallel == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->parallel = cpus > 0 ? (int)cpus : 1;
@@ -681,6 +878,8 @@ int config_load(const char *path, struct mab_config *cfg,
 	cfg->parallel = 0;
 	cfg->compression_engine = -1;
 	cfg->compression_level = -1;
+	free(cfg->authority_host);
+	cfg->authority_host = strdup("");
 	cfg->path = strdup(path);
 	if (read_whole_file(path, &cfg->text, &cfg->text_len, &ps) != 0)
 		return ps.problems;

@@ -17,6 +17,17 @@
 /* Room for the line numbers of every key (mab_config.c checks the fit). */
 #define MAB_CONFIG_MAX_KEYS 96
 
+/* [azure] auth: how storage requests prove who they are. */
+enum azure_auth {
+	AZURE_AUTH_SHARED_KEY,         /* AccountKey in the connection string */
+	AZURE_AUTH_SAS,                /* SharedAccessSignature in it */
+	AZURE_AUTH_MANAGED_IDENTITY,   /* a token from IMDS / App Service / Arc */
+	AZURE_AUTH_SERVICE_PRINCIPAL,  /* from Entra ID: secret or certificate */
+	AZURE_AUTH_WORKLOAD_IDENTITY,  /* from Entra ID: a federated token */
+};
+#define AZURE_AUTH_DEFAULT_AUTHORITY "https://login.microsoftonline.com"
+#define AZURE_AUTH_DEFAULT_IMDS "http://169.254.169.254/metadata/identity/oauth2/token"
+
 struct mab_config {
 	char *path;
 	char *text;                    /* the file as read (may hold secrets) */
@@ -38,6 +49,16 @@ struct mab_config {
 	/* [azure] (connection_string holds the key: never log it) */
 	char *connection_string;
 	char *connection_string_file;
+	int azure_auth;                /* AZURE_AUTH_*; resolved after loading */
+	char *account_url;
+	char *client_id;
+	char *tenant_id;
+	char *client_secret_file;
+	char *client_certificate_file;
+	char *federated_token_file;
+	char *authority_host;
+	char *identity_endpoint;
+	char *ca_file;
 	char *container;
 	char *blob_path;
 	uint64_t block_size;           /* bytes */
@@ -138,6 +159,13 @@ int config_check(const struct mab_config *cfg, config_report_fn report, void *ct
 char *config_connection_string(const struct mab_config *cfg, char *err, size_t errlen);
 /* The MongoDB URI, from uri or uri_file, same rules (env MONGODB_URI). */
 char *config_mongo_uri(const struct mab_config *cfg, char *err, size_t errlen);
+/* Whether storage requests carry an Entra ID bearer token. */
+bool config_azure_uses_token(const struct mab_config *cfg);
+/* The secret the token source needs: client_secret_file's text or
+ * client_certificate_file's PEM (same file rules as above), malloc'd; NULL
+ * with err[0] == '\0' when the configured auth needs none, NULL with a
+ * message otherwise. */
+char *config_azure_credential(const struct mab_config *cfg, char *err, size_t errlen);
 
 /* "8M", "1G", "512k", "1048576" -> bytes; -1 on bad input. */
 int config_parse_size(const char *text, uint64_t *out);

@@ -162,11 +162,22 @@ static void check_secrets(struct check_state *cs)
 	char err[512];
 	char *secret;
 
-	secret = config_connection_string(cfg, err, sizeof(err));
-	if (secret == NULL) {
-		check_report(cs, secret_line(cfg, "azure", "connection_string",
-					     "connection_string_file"), "%s", err);
-	} else {
+	if (!config_azure_uses_token(cfg)) {
+		secret = config_connection_string(cfg, err, sizeof(err));
+		if (secret == NULL) {
+			check_report(cs, secret_line(cfg, "azure", "connection_string",
+						     "connection_string_file"), "%s", err);
+		} else {
+			explicit_bzero(secret, strlen(secret));
+			free(secret);
+		}
+	}
+	/* client_secret_file / client_certificate_file: the same file rules. */
+	secret = config_azure_credential(cfg, err, sizeof(err));
+	if (secret == NULL && err[0] != '\0') {
+		check_report(cs, secret_line(cfg, "azure", "client_secret_file",
+					     "client_certificate_file"), "%s", err);
+	} else if (secret != NULL) {
 		explicit_bzero(secret, strlen(secret));
 		free(secret);
 	}

@@ -182,3 +182,40 @@ char *config_mongo_uri(const struct mab_config *cfg, char *err, size_t errlen)
 	}
 	return uri;
 }
+
+bool config_azure_uses_token(const struct mab_config *cfg)
+{
+	return cfg->azure_auth == AZURE_AUTH_MANAGED_IDENTITY ||
+	       cfg->azure_auth == AZURE_AUTH_SERVICE_PRINCIPAL ||
+	       cfg->azure_auth == AZURE_AUTH_WORKLOAD_IDENTITY;
+}
+
+char *config_azure_credential(const struct mab_config *cfg, char *err, size_t errlen)
+{
+	const char *file = NULL, *what = NULL;
+
+	err[0] = '\0';
+	if (cfg->azure_auth != AZURE_AUTH_SERVICE_PRINCIPAL)
+		return NULL;
+	char *given = secrets_lookup(SECRET_AZURE_CREDENTIAL);
+	if (given != NULL) {
+		char *plain = secrets_unescape(given);
+		explicit_bzero(given, strlen(given));
+		free(given);
+		if (plain == NULL)
+			snprintf(err, errlen, "Entra ID credential: out of memory");
+		return plain;
+	}
+	if (*cfg->client_secret_file) {
+		file = cfg->client_secret_file;
+		what = "client secret file";
+	} else if (*cfg->client_certificate_file) {
+		file = cfg->client_certificate_file;
+		what = "client certificate file";
+	} else {
+		snprintf(err, errlen, "auth = service_principal needs client_secret_file or "
+			 "client_certificate_file");
+		return NULL;
+	}
+	return read_secret_file(file, what, cfg->user, err, errlen);
+}

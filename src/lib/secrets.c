@@ -58,3 +58,57 @@ out:
 	free(text);
 	return found;
 }
+
+bool secrets_lookup_present(const char *name)
+{
+	char *v = secrets_lookup(name);
+
+	if (v == NULL)
+		return false;
+	explicit_bzero(v, strlen(v));
+	free(v);
+	return true;
+}
+
+char *secrets_escape(const char *value)
+{
+	size_t len = strlen(value);
+	char *out = malloc(3 * len + 1), *p = out;
+
+	if (out == NULL)
+		return NULL;
+	for (const char *s = value; *s != '\0'; s++) {
+		if (*s == '\n' || *s == '\r' || *s == '%') {
+			snprintf(p, 4, "%%%02X", (unsigned char)*s);
+			p += 3;
+		} else {
+			*p++ = *s;
+		}
+	}
+	*p = '\0';
+	return out;
+}
+
+char *secrets_unescape(const char *value)
+{
+	char *out = malloc(strlen(value) + 1), *p = out;
+
+	if (out == NULL)
+		return NULL;
+	for (const char *s = value; *s != '\0'; s++) {
+		if (s[0] == '%' && strncmp(s + 1, "0A", 2) == 0) {
+			*p++ = '\n';
+			s += 2;
+		} else if (s[0] == '%' && strncmp(s + 1, "0D", 2) == 0) {
+			*p++ = '\r';
+			s += 2;
+		} else if (s[0] == '%' && strncmp(s + 1, "25", 2) == 0) {
+			*p++ = '%';
+			s += 2;
+		} else {
+			*p++ = *s;
+		}
+	}
+	*p = '\0';
+	return out;
+}

@@ -164,7 +164,11 @@ static int check_offline(const char *conf_path, struct mab_config *cfg)
 	 * only say so again. */
 	if (secret_readable(config_mongo_uri, cfg))
 		problems += helper_problems(conf_path, "export-collection", "--check-uri");
-	if (secret_readable(config_connection_string, cfg))
+	/* upload-blob builds the client every upload would: the connection
+	 * string parsed, or the token source with its certificate loaded. */
+	if (config_azure_uses_token(cfg) ? secret_readable(config_azure_credential, cfg) ||
+					   cfg->azure_auth != AZURE_AUTH_SERVICE_PRINCIPAL
+					 : secret_readable(config_connection_string, cfg))
 		problems += helper_problems(conf_path, "upload-blob", "--check-config");
 	return problems;
 }

@@ -37,20 +37,32 @@ static int append(char **buf, size_t *len, const char *name, const char *value)
 
 int secrets_snapshot(const struct mab_config *cfg, char *err, size_t errlen)
 {
-	char *conn = NULL, *uri = NULL, *text = NULL;
+	char *conn = NULL, *uri = NULL, *text = NULL, *cred = NULL, *cred_escaped = NULL;
 	size_t len = 0;
 	int fd = -1;
 
-	conn = config_connection_string(cfg, err, errlen);
-	if (conn == NULL)
+	/* Token sign-in with account_url needs no connection string. */
+	if (!(config_azure_uses_token(cfg) && *cfg->account_url)) {
+		conn = config_connection_string(cfg, err, errlen);
+		if (conn == NULL)
+			goto fail;
+	}
+	cred = config_azure_credential(cfg, err, errlen);
+	if (cred == NULL && err[0] != '\0')
 		goto fail;
+	if (cred != NULL && (cred_escaped = secrets_escape(cred)) == NULL) {
+		snprintf(err, errlen, "Entra ID credential: out of memory");
+		goto fail;
+	}
 	uri = config_mongo_uri(cfg, err, errlen);
 	if (uri == NULL) {
 		if (!*err)
 			snprintf(err, errlen, "MongoDB URI: out of memory");
 		goto fail;
 	}
-	if (append(&text, &len, SECRET_CONNECTION_STRING, conn) != 0 ||
+	if ((conn != NULL && append(&text, &len, SECRET_CONNECTION_STRING, conn) != 0) ||
+	    (cred_escaped != NULL &&
+	     append(&text, &len, SECRET_AZURE_CREDENTIAL, cred_escaped) != 0) ||
 	    append(&text, &len, SECRET_MONGO_URI, uri) != 0) {
 		snprintf(err, errlen, "cannot hand the secrets to the helpers: %s",
 			 errno == EINVAL ? "a secret holds a line break" : strerror(errno));
@@ -78,6 +90,12 @@ out:
 	if (uri != NULL)
 		explicit_bzero(uri, strlen(uri));
 	free(uri);
+	if (cred != NULL)
+		explicit_bzero(cred, strlen(cred));
+	free(cred);
+	if (cred_escaped != NULL)
+		explicit_bzero(cred_escaped, strlen(cred_escaped));
+	free(cred_escaped);
 	return fd;
 }
 
