@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 
 #include "azure_retry.h"
+#include "azure_token.h"
 #include "azure_suites.h"
 #include "child_status.h"
 
@@ -199,6 +200,21 @@ START_TEST(rng_differs)
 }
 END_TEST
 
+/* Tokens are renewed at half their life or 5 minutes before the end,
+ * whichever comes first: an IMDS token (24 h) at 12 h, an Entra one (1 h)
+ * at 30 min, a 400 s one 5 min early, a 5 s one (tests) at 2 s. */
+START_TEST(token_renewal_time)
+{
+	time_t now = 1700000000;
+
+	ck_assert_int_eq(azure_token_renew_at(now, 86399) - now, 43199);
+	ck_assert_int_eq(azure_token_renew_at(now, 3599) - now, 1799);
+	ck_assert_int_eq(azure_token_renew_at(now, 400) - now, 100);
+	ck_assert_int_eq(azure_token_renew_at(now, 5) - now, 2);
+	ck_assert_int_eq(azure_token_renew_at(now, 0) - now, 0);
+}
+END_TEST
+
 Suite *azure_retry_suite(void)
 {
 	Suite *s = suite_create("azure_retry");
@@ -211,6 +227,7 @@ Suite *azure_retry_suite(void)
 	tcase_add_test(tc, retry_after_headers);
 	tcase_add_test(tc, backoff_bounds);
 	tcase_add_test(tc, rng_differs);
+	tcase_add_test(tc, token_renewal_time);
 	suite_add_tcase(s, tc);
 	return s;
 }

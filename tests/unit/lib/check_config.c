@@ -143,6 +143,59 @@ START_TEST(every_type_parses)
 }
 END_TEST
 
+/* Token sign-in: what each source reads, with the environment AKS sets
+ * for workload identity, and the defaults. */
+START_TEST(azure_auth_sources)
+{
+	struct mab_config cfg;
+	struct problems p;
+
+	unsetenv("AZURE_STORAGE_CONNECTION_STRING");
+	ck_assert_int_eq(load("[azure]\naccount_url = https://acct.blob.core.windows.net\n",
+			      &cfg, &p), 0);
+	/* An account URL and no connection string: the machine's identity. */
+	ck_assert_int_eq(cfg.azure_auth, AZURE_AUTH_MANAGED_IDENTITY);
+	ck_assert_str_eq(cfg.authority_host, AZURE_AUTH_DEFAULT_AUTHORITY);
+	ck_assert_str_eq(cfg.identity_endpoint, AZURE_AUTH_DEFAULT_IMDS);
+	ck_assert(config_azure_uses_token(&cfg));
+	config_free(&cfg);
+
+	setenv("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555", 1);
+	setenv("AZURE_TENANT_ID", "contoso.onmicrosoft.com", 1);
+	setenv("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/token", 1);
+	setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us/", 1);
+	ck_assert_int_eq(load("[azure]\nauth = workload_identity\n"
+			      "account_url = https://acct.blob.core.windows.net\n", &cfg, &p), 0);
+	ck_assert_str_eq(cfg.client_id, "11111111-2222-3333-4444-555555555555");
+	ck_assert_str_eq(cfg.tenant_id, "contoso.onmicrosoft.com");
+	ck_assert_str_eq(cfg.federated_token_file, "/var/run/secrets/azure/tokens/token");
+	ck_assert_str_eq(cfg.authority_host, "https://login.microsoftonline.us/");
+	config_free(&cfg);
+	/* The environment fills only what the file leaves out, and only for
+	 * workload identity. */
+	ck_assert_int_eq(load("[azure]\nauth = managed_identity\n"
+			      "account_url = https://acct.blob.core.windows.net\n", &cfg, &p), 0);
+	ck_assert_str_eq(cfg.client_id, "");
+	config_free(&cfg);
+	unsetenv("AZURE_CLIENT_ID");
+	unsetenv("AZURE_TENANT_ID");
+	unsetenv("AZURE_FEDERATED_TOKEN_FILE");
+	unsetenv("AZURE_AUTHORITY_HOST");
+
+	ck_assert_int_eq(load("[azure]\nauth = service_principal\n"
+			      "account_url = https://acct.blob.core.windows.net\n"
+			      "tenant_id = 72f988bf-86f1-41af-91ab-2d7cd011db47\n"
+			      "client_id = 0c3d2f5a-1b2c-4d5e-8f90-123456789abc\n"
+			      "client_certificate_file = /etc/mab/sp.pem\n", &cfg, &p), 0);
+	ck_assert_int_eq(cfg.azure_auth, AZURE_AUTH_SERVICE_PRINCIPAL);
+	config_free(&cfg);
+	/* A connection string alone: its own key or SAS, no token. */
+	ck_assert_int_eq(load("[azure]\nconnection_string_file = /c\n", &cfg, &p), 0);
+	ck_assert(!config_azure_uses_token(&cfg));
+	config_free(&cfg);
+}
+END_TEST
+
 /* A level not named is the named engine's own default, whatever the
  * default engine's would be. */
 START_TEST(level_follows_the_engine)
@@ -227,6 +280,37 @@ START_TEST(errors_name_file_and_line)
 	expect_problem("[azure]\nconnection_string = x\nconnection_string_file = /f\n", 3, "not both");
 	expect_problem("[schedule]\ntimezone = Mars/Olympus\n", 2, "not a time zone");
 	expect_problem("[azure]\nthis line has no equals sign\n", 2, "syntax error");
+	expect_problem("[azure]\nauth = password\n", 2,
+		       "auth: 'password' is not shared_key, sas, managed_identity");
+	expect_problem("[azure]\nauth = managed_identity\n", 2,
+		       "auth = managed_identity needs account_url");
+	expect_problem("[azure]\nauth = managed_identity\n"
+		       "account_url = http://a.blob.core.windows.net\n", 3,
+		       "account_url: 'http://a.blob.core.windows.net' is not an https:// URL");
+	expect_problem("[azure]\nauth = service_principal\n"
+		       "account_url = https://a.blob.core.windows.net\ntenant_id = t\n"
+		       "client_secret_file = /s\n", 2, "needs client_id");
+	expect_problem("[azure]\nauth = service_principal\n"
+		       "account_url = https://a.blob.core.windows.net\ntenant_id = t\n"
+		       "client_id = c\n", 2, "needs client_secret_file or client_certificate_file");
+	expect_problem("[azure]\nauth = service_principal\n"
+		       "account_url = https://a.blob.core.windows.net\ntenant_id = t/../x\n"
+		       "client_id = c\nclient_secret_file = /s\n", 4, "tenant_id: 't/../x'");
+	expect_problem("[azure]\nauth = managed_identity\n"
+		       "account_url = https://a.blob.core.windows.net\n"
+		       "client_secret_file = /s\n", 4,
+		       "client_secret_file is not used with auth = managed_identity");
+	expect_problem("[azure]\nauth = managed_identity\n"
+		       "account_url = https://a.blob.core.windows.net\n"
+		       "connection_string_file = /c\n", 4,
+		       "a connection string is not used with auth = managed_identity");
+	expect_problem("[azure]\nconnection_string_file = /c\naccount_url = "
+		       "https://a.blob.core.windows.net\nauth = sas\n", 3,
+		       "account_url is for token sign-in");
+	expect_problem("[azure]\nauth = managed_identity\n"
+		       "account_url = https://a.blob.core.windows.net\n"
+		       "authority_host = login.example\n", 4,
+		       "authority_host: 'login.example' is not an https:// URL");
 	expect_problem("[compression]\nlevel = 13\n", 2,
 		       "level: '13' is not auto or a whole number from 0 to 12");
 	expect_problem("[compression]\nengine = zlib\nlevel = 10\n", 3,
@@ -637,6 +721,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, defaults_are_the_seed_values);
 	tcase_add_test(tc, every_type_parses);
 	tcase_add_test(tc, level_follows_the_engine);
+	tcase_add_test(tc, azure_auth_sources);
 	tcase_add_test(tc, star_means_all_collections);
 	tcase_add_test(tc, long_values_continue_on_indented_lines);
 	tcase_add_test(tc, errors_name_file_and_line);
