@@ -1,9 +1,11 @@
-/* bson_stream.c - inflate, frame, validate and hash a gzip'd BSON stream.
+/* bson_stream.c - frame, validate and hash a gzip'd BSON stream, and
+ * gunzip a small blob whole.
  *
  * Inflated bytes land directly in the document buffer, so a document is
  * copied at most once (when it straddles two inflate calls and the
- * remainder is moved to the front).  gzip members may follow one another:
- * gzip(1) accepts that, so do we.
+ * remainder is moved to the front).  The gzip side (members back to back,
+ * their checks, which engine) is inflate_stream.c's; this file sees
+ * compressed bytes in and inflated bytes out.
  */
 #include "config.h"
 
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "bson_stream.h"
+#include "inflate_stream.h"
 
 /* Room made for each inflate call: large enough that the per-call cost
  * vanishes, small enough to stay cheap for many small blobs. */
@@ -59,11 +62,9 @@ int bson_stream_init(struct bson_stream *s, bool hash, bson_stream_doc_fn on_doc
 	s->on_doc = on_doc;
 	s->ctx = ctx;
 	s->max_documents = s->max_bson_bytes = s->max_gzip_bytes = -1;
-	/* 15+16: a gzip wrapper and nothing else (a raw zlib stream is not
-	 * what the exporter writes, so it counts as corruption). */
-	if (inflateInit2(&s->z, 15 + 16) != Z_OK)
+	s->inflate = inflate_stream_new(INFLATE_ENGINE_BEST);
+	if (s->inflate == NULL)
 		goto fail;
-	s->z_ready = true;
 	if (hash) {
 		s->sha256 = EVP_MD_CTX_new();
 		s->md5 = EVP_MD_CTX_new();
@@ -89,9 +90,8 @@ void bson_stream_limit(struct bson_stream *s, int64_t documents, int64_t bson_by
 
 void bson_stream_free(struct bson_stream *s)
 {
-	if (s->z_ready)
-		inflateEnd(&s->z);
-	s->z_ready = false;
+	inflate_stream_free(s->inflate);
+	s->inflate = NULL;
 	EVP_MD_CTX_free(s->sha256);
 	EVP_MD_CTX_free(s->md5);
 	s->sha256 = s->md5 = NULL;
@@ -193,17 +193,9 @@ static int make_room(struct bson_stream *s, size_t room)
 
 int bson_stream_feed(struct bson_stream *s, const void *data, size_t len)
 {
-	uint64_t start = s->gzip_bytes;
-	bool out_full = false;
+	const uint8_t *in = data;
+	size_t left = len;
 
-	/* zlib counts in uInt. */
-	while (len > (1u << 30)) {
-		if (bson_stream_feed(s, data, 1u << 30) != 0)
-			return -1;
-		data = (const uint8_t *)data + (1u << 30);
-		len -= 1u << 30;
-		start = s->gzip_bytes;
-	}
 	if (len == 0)
 		return s->stopped || s->over_limit ? -1 : 0;
 	if (s->over_limit)
@@ -227,46 +219,33 @@ int bson_stream_feed(struct bson_stream *s, const void *data, size_t len)
 	if (s->data_error)
 		return 0;
 
-	s->z.next_in = (Bytef *)data;
-	s->z.avail_in = (uInt)len;
 	for (;;) {
-		if (s->z.avail_in == 0 && !out_full)
-			break;
-		if (s->member_end) {
-			if (s->z.avail_in == 0)
-				break;
-			/* Another gzip member follows the one that ended. */
-			if (inflateReset(&s->z) != Z_OK) {
-				data_error(s, "cannot restart inflate");
-				break;
-			}
-			s->member_end = false;
-		}
+		size_t room, made;
+		int rc;
+
 		if (make_room(s, INFLATE_CHUNK) != 0) {
 			snprintf(s->error, sizeof(s->error), "out of memory");
 			s->stopped = true;
 			return -1;
 		}
-		s->z.next_out = s->buf + s->len;
-		s->z.avail_out = (uInt)(s->cap - s->len);
-		uInt before = s->z.avail_out;
-		int rc = inflate(&s->z, Z_NO_FLUSH);
-		s->len += before - s->z.avail_out;
-		out_full = s->z.avail_out == 0;
-		if (rc == Z_STREAM_END) {
-			s->member_end = true;
-		} else if (rc == Z_BUF_ERROR) {
-			break;      /* nothing more to do until more input comes */
-		} else if (rc != Z_OK) {
-			data_error(s, "gzip data error at compressed byte %llu: %s",
-				   (unsigned long long)(start + len - s->z.avail_in),
-				   s->z.msg ? s->z.msg : zError(rc));
-			break;
-		}
+		room = s->cap - s->len;
+		rc = inflate_stream_run(s->inflate, &in, &left, s->buf + s->len, room, &made);
+		/* What was inflated before a gzip error is handed out first:
+		 * the documents of the members before it are good. */
+		s->len += made;
 		if (frame(s) != 0)
 			return -1;
+		if (rc != 0)
+			data_error(s, "%s", inflate_stream_error(s->inflate));
 		if (s->data_error)
 			break;
+		/* Room to spare means the input is all inflated. */
+		if (made < room) {
+			if (left != 0)
+				data_error(s, "inflate stopped with %zu bytes of this chunk left",
+					   left);
+			break;
+		}
 	}
 	return s->over_limit ? -1 : 0;
 }
@@ -298,16 +277,18 @@ int bson_stream_finish(struct bson_stream *s, char sha256_hex[BSON_STREAM_SHA256
 		return -1;
 	if (!s->started) {
 		data_error(s, "the stream is empty (not even a gzip header)");
-	} else if (!s->member_end) {
+	} else if (!inflate_stream_complete(s->inflate)) {
+		unsigned long long member = inflate_stream_members(s->inflate);
+
 		if (s->len >= 4)
 			data_error(s, "truncated: the gzip stream stops after %llu compressed "
-				   "bytes, inside document %llu (%zu of its %u bytes)",
-				   (unsigned long long)s->gzip_bytes,
+				   "bytes, in gzip member %llu, inside document %llu (%zu of its "
+				   "%u bytes)", (unsigned long long)s->gzip_bytes, member,
 				   (unsigned long long)s->documents + 1, s->len, le32(s->buf));
 		else
 			data_error(s, "truncated: the gzip stream stops after %llu compressed "
-				   "bytes, before its end marker and checksum",
-				   (unsigned long long)s->gzip_bytes);
+				   "bytes, in gzip member %llu, before its end marker and checksum",
+				   (unsigned long long)s->gzip_bytes, member);
 	} else if (s->len > 0) {
 		/* Whole gzip, cut BSON: the exporter never writes that. */
 		if (s->len >= 4)
@@ -323,11 +304,11 @@ int bson_stream_finish(struct bson_stream *s, char sha256_hex[BSON_STREAM_SHA256
 int gunzip_buffer(const void *in, size_t in_len, size_t max, char **out, size_t *out_len,
 		  char *err, size_t errlen)
 {
-	z_stream z;
+	struct inflate_stream *is = NULL;
+	const uint8_t *next = in;
+	size_t left = in_len, cap = 0, len = 0;
 	char *buf = NULL;
-	size_t cap = 0, len = 0;
-	int rc, r = -1;
-	bool ended = false;
+	int r = -1;
 
 	*out = NULL;
 	*out_len = 0;
@@ -335,24 +316,17 @@ int gunzip_buffer(const void *in, size_t in_len, size_t max, char **out, size_t 
 		snprintf(err, errlen, "empty (not even a gzip header)");
 		return -1;
 	}
-	memset(&z, 0, sizeof(z));
-	if (inflateInit2(&z, 15 + 16) != Z_OK) {
-		snprintf(err, errlen, "cannot start inflate");
-		return -1;
+	is = inflate_stream_new(INFLATE_ENGINE_BEST);
+	if (is == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
-	z.next_in = (Bytef *)in;
-	z.avail_in = (uInt)in_len;
 	for (;;) {
-		if (ended) {
-			if (z.avail_in == 0)
-				break;
-			if (inflateReset(&z) != Z_OK) {
-				snprintf(err, errlen, "cannot restart inflate");
-				goto out;
-			}
-			ended = false;
-		}
+		size_t room, made;
+
 		if (cap - len < 4096) {
+			/* Grows to max + 1 at most: one byte past the cap is
+			 * enough to know the blob is too big. */
 			size_t ncap = cap ? cap * 2 : 16384;
 			if (ncap > max + 1)
 				ncap = max + 1;
@@ -368,37 +342,35 @@ int gunzip_buffer(const void *in, size_t in_len, size_t max, char **out, size_t 
 			buf = p;
 			cap = ncap;
 		}
-		z.next_out = (Bytef *)buf + len;
-		z.avail_out = (uInt)(cap - len);
-		uInt before = z.avail_out;
-		rc = inflate(&z, Z_NO_FLUSH);
-		len += before - z.avail_out;
-		if (rc == Z_STREAM_END) {
-			ended = true;
-		} else if (rc == Z_BUF_ERROR && z.avail_in == 0) {
-			snprintf(err, errlen, "truncated gzip data (%zu compressed bytes)", in_len);
-			goto out;
-		} else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-			snprintf(err, errlen, "gzip data error at compressed byte %zu: %s",
-				 in_len - z.avail_in, z.msg ? z.msg : zError(rc));
+		room = cap - len;
+		if (inflate_stream_run(is, &next, &left, (uint8_t *)buf + len, room, &made) != 0) {
+			snprintf(err, errlen, "%s", inflate_stream_error(is));
 			goto out;
 		}
+		len += made;
 		if (len > max) {
 			snprintf(err, errlen, "more than %zu bytes once uncompressed", max);
 			goto out;
 		}
+		if (made < room) {
+			if (left != 0) {
+				snprintf(err, errlen, "inflate stopped with %zu bytes left", left);
+				goto out;
+			}
+			break;
+		}
 	}
-	if (buf == NULL && (buf = malloc(1)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (!inflate_stream_complete(is)) {
+		snprintf(err, errlen, "truncated gzip data (%zu compressed bytes)", in_len);
 		goto out;
 	}
-	buf[len] = '\0';
+	buf[len] = '\0';       /* the loop made room for it (ncap + 1) */
 	*out = buf;
 	*out_len = len;
 	buf = NULL;
 	r = 0;
 out:
 	free(buf);
-	inflateEnd(&z);
+	inflate_stream_free(is);
 	return r;
 }

@@ -5,7 +5,9 @@
  * come out through a callback, checked with bson_validate first.  It hashes
  * the compressed bytes (SHA-256 and MD5, the manifest's integrity data) and
  * counts documents and BSON bytes.  Memory is bounded by the largest
- * document plus one inflate window: a stream is never held whole.
+ * document plus one inflate window: a stream is never held whole.  The
+ * inflating, gzip member by member, is inflate_stream.h's (ISA-L when the
+ * build has it, else zlib).
  *
  * A data error (bad gzip, bad framing, invalid BSON) stops the decoding but
  * not the hashing, so a verifier can still compare the blob's hashes and
@@ -29,7 +31,8 @@
 #include <stdint.h>
 
 #include <openssl/evp.h>
-#include <zlib.h>
+
+struct inflate_stream;
 
 /* mongod's own ceiling for a stored document (16 MiB user documents plus
  * its internal slack); anything longer is a corrupt length field. */
@@ -42,9 +45,7 @@
 typedef int (*bson_stream_doc_fn)(void *ctx, const uint8_t *doc, uint32_t len);
 
 struct bson_stream {
-	z_stream z;
-	bool z_ready;
-	bool member_end;          /* inflate finished a gzip member */
+	struct inflate_stream *inflate;   /* gzip members, by ISA-L or zlib */
 	bool started;             /* some input arrived */
 	EVP_MD_CTX *sha256;
 	EVP_MD_CTX *md5;

@@ -9,14 +9,21 @@
  * Checks: no document is handed out past a limit, and what is handed out
  * adds up to the counters; a stream past a limit stays stopped; memory
  * stays within one document and one inflate window whatever the blob
- * inflates to; a stream that finished whole has no error.
+ * inflates to; a stream that finished whole has no error.  When ISA-L is
+ * built in, ISA-L and zlib (inflate_stream.h) are run on the same chunks:
+ * what zlib inflates whole, ISA-L must too, to the same bytes, as a
+ * restore must not fail on a blob a zlib build reads.  (On bad data ISA-L
+ * may fail sooner: it checks a dynamic block's header whole, zlib as the
+ * code lengths arrive.)
  */
 #include "config.h"
 
 #include <stdbool.h>
+#include <zlib.h>
 
 #include "bson_stream.h"
 #include "fuzz.h"
+#include "inflate_stream.h"
 
 struct count {
 	uint64_t documents, bytes;
@@ -33,6 +40,61 @@ static int on_doc(void *ctx, const uint8_t *doc, uint32_t len)
 	n->bytes += len;
 	return 0;
 }
+
+#ifdef HAVE_ISAL
+/* Past this many inflated bytes the engines are not compared (a bomb
+ * would take seconds per input). */
+#define AGREE_MAX (16u << 20)
+
+enum ending { WHOLE, INCOMPLETE, FAILED, TOO_BIG };
+
+struct inflated {
+	enum ending end;
+	uint64_t len;
+	uint32_t crc;
+};
+
+static struct inflated inflate_with(enum inflate_engine engine, const uint8_t *data, size_t size,
+				    size_t chunk)
+{
+	static uint8_t out[64 * 1024];
+	struct inflated r = { INCOMPLETE, 0, 0 };
+	struct inflate_stream *is = inflate_stream_new(engine);
+
+	FUZZ_CHECK(is != NULL, "inflate_stream_new");
+	for (size_t off = 0; off < size && r.end == INCOMPLETE; off += chunk) {
+		const uint8_t *in = data + off;
+		size_t left = size - off < chunk ? size - off : chunk, made;
+
+		do {
+			if (inflate_stream_run(is, &in, &left, out, sizeof(out), &made) != 0) {
+				r.end = FAILED;
+				break;
+			}
+			r.len += made;
+			r.crc = (uint32_t)crc32(r.crc, out, (uInt)made);
+			if (r.len > AGREE_MAX)
+				r.end = TOO_BIG;
+		} while (made == sizeof(out) && r.end == INCOMPLETE);
+	}
+	if (r.end == INCOMPLETE && inflate_stream_complete(is))
+		r.end = WHOLE;
+	inflate_stream_free(is);
+	return r;
+}
+
+static void engines_agree(const uint8_t *data, size_t size, size_t chunk)
+{
+	struct inflated z = inflate_with(INFLATE_ENGINE_ZLIB, data, size, chunk);
+	struct inflated i = inflate_with(INFLATE_ENGINE_BEST, data, size, chunk);
+
+	if (z.end != WHOLE || i.end == TOO_BIG)
+		return;
+	FUZZ_CHECK(i.end == WHOLE, "zlib inflates it whole, ISA-L ends %d", i.end);
+	FUZZ_CHECK(i.len == z.len && i.crc == z.crc, "zlib inflates to %llu bytes, ISA-L to %llu, "
+		   "or other bytes", (unsigned long long)z.len, (unsigned long long)i.len);
+}
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -82,5 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else
 		FUZZ_CHECK(bs.error[0] != '\0', "failed without a message");
 	bson_stream_free(&bs);
+#ifdef HAVE_ISAL
+	engines_agree(data, size, chunk);
+#endif
 	return 0;
 }
