@@ -1148,6 +1148,279 @@ class BackupTestCase(unittest.TestCase):
 
 
 # --------------------------------------------------------------------------
+# Bearer tokens: Azurite over HTTPS with --oauth basic, tests/token_server.py
+# (IMDS, App Service, Entra ID) and tests/tls.py (a throwaway CA), for the
+# tests of `[azure] auth = managed_identity | service_principal |
+# workload_identity`.
+#
+#     def setUpModule():
+#         h.setup_oauth_env()         # setup_module_env() + the three
+#     def tearDownModule():
+#         h.teardown_oauth_env()
+#
+#     class T(h.OAuthBackupTestCase):
+#         def test_sp(self):
+#             app = self.tokens.add_app(secret="s3cret")
+#             conf = self.write_oauth_config("service_principal", client_id=app,
+#                                            secret="s3cret")
+#             rc, log, _ = self.run_backup(conf)
+#
+# Azurite (3.35) in this mode: a token must be a JWT with iss starting with
+# https://sts.windows.net/ (or sts.chinacloudapi.cn, sts.microsoftonline.de,
+# sts.windows-ppe.net), aud https://storage.azure.com[/], the Storage app id
+# e406a681-f3d4-42a8-90b6-c2b029497af1 or https://devstoreaccount1.blob.core.
+# windows.net[/] (not the local account URL), and nbf, iat and exp; its
+# signature is not checked.  Expired, not yet valid, wrong issuer or audience:
+# 403 AuthenticationFailed; no Authorization header at all: 403
+# AuthorizationFailure; never 401, never a WWW-Authenticate challenge.
+
+def _import_tls():
+    if TESTS_DIR not in sys.path:
+        sys.path.insert(0, TESTS_DIR)
+    import tls
+    return tls
+
+
+def oauth_available():
+    """Why the bearer-token tests cannot run, or None."""
+    why = Azurite.available()
+    if why:
+        return why
+    try:
+        import cryptography  # noqa: F401
+    except ImportError as e:
+        return ("python3-cryptography is not importable (%s); use /usr/bin/python3 "
+                "(sh tools/deps.sh installs it)" % e)
+    return None
+
+
+class AzuriteOAuth(Azurite):
+    """Azurite blob service on https://127.0.0.1:<random port>, in memory,
+    with `--oauth basic`: it takes bearer tokens as well as Shared Key.
+
+    tls: a tests/tls.TLSMaterial whose server certificate Azurite serves
+    (made, and removed at stop(), when not given); clients verify it with
+    ca_file.  connection_string is Shared Key over HTTPS, for test setup
+    through the SDK (pass connection_verify=ca_file; service_client() and
+    blobs() do)."""
+
+    def __init__(self, tls=None):
+        super().__init__()
+        self.tls = tls
+        self._own_tls = tls is None
+
+    @staticmethod
+    def available():
+        return oauth_available()
+
+    def start(self, timeout=30):
+        if self.tls is None:
+            self.tls = _import_tls().TLSMaterial()
+        self.dir = tempfile.mkdtemp(prefix="mab-azurite-oauth-")
+        out = os.path.join(self.dir, "azurite.out")
+        with open(out, "wb") as f:
+            self.proc = subprocess.Popen(
+                ["node", AZURITE_MAIN, "--blobHost", "127.0.0.1",
+                 "--blobPort", "0", "--inMemoryPersistence", "--silent",
+                 "--disableTelemetry", "--oauth", "basic",
+                 "--cert", self.tls.cert_file, "--key", self.tls.key_file],
+                cwd=self.dir, stdin=subprocess.DEVNULL, stdout=f,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        register(self.proc)
+        m = _wait_for_line(out, r"listens on https://127\.0\.0\.1:(\d+)",
+                           self.proc, timeout, "Azurite (HTTPS, OAuth)")
+        self.port = int(m.group(1))
+        ctx = self.tls.client_context()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen("%s?comp=list" % self.account_url, timeout=2,
+                                       context=ctx)
+                break
+            except urllib.error.HTTPError:
+                break          # any HTTP answer (403 unsigned) means it is up
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise ServerError("Azurite (HTTPS) does not answer on port %d"
+                                      % self.port)
+                time.sleep(0.1)
+        return self
+
+    @property
+    def account_url(self):
+        """https://127.0.0.1:PORT/devstoreaccount1 (the daemon's account_url)."""
+        return "https://127.0.0.1:%d/%s" % (self.port, DEV_ACCOUNT)
+
+    @property
+    def connection_string(self):
+        return ("DefaultEndpointsProtocol=https;AccountName=%s;AccountKey=%s;"
+                "BlobEndpoint=%s;" % (DEV_ACCOUNT, DEV_KEY, self.account_url))
+
+    @property
+    def ca_file(self):
+        return self.tls.ca_file
+
+    def service_client(self, credential=None, retries=0):
+        """A BlobServiceClient that verifies TLS with ca_file: Shared Key when
+        credential is None, else a TokenCredential (anything with
+        get_token()).  retries=0: the SDK does not retry on its own."""
+        from azure.storage.blob import BlobServiceClient, LinearRetry
+        pol = LinearRetry(backoff=0.1, random_jitter_range=0, retry_total=retries)
+        if credential is None:
+            return BlobServiceClient.from_connection_string(
+                self.connection_string, connection_verify=self.ca_file, retry_policy=pol)
+        return BlobServiceClient(self.account_url, credential=credential,
+                                 connection_verify=self.ca_file, retry_policy=pol)
+
+    def blobs(self, container):
+        """A Blobs (the SDK helpers of the tests) on this Azurite."""
+        return TLSBlobs(container, self)
+
+    def stop(self):
+        super().stop()
+        if self._own_tls and self.tls is not None:
+            self.tls.cleanup()
+            self.tls = None
+
+
+class TLSBlobs(Blobs):
+    """Blobs on an AzuriteOAuth (Shared Key over HTTPS, TLS verified)."""
+
+    def __init__(self, container, azurite):
+        from azure.storage.blob import BlobServiceClient
+        self.conn = azurite.connection_string
+        self.service = BlobServiceClient.from_connection_string(
+            self.conn, connection_verify=azurite.ca_file)
+        self.container_name = container
+        self.container = self.service.get_container_client(container)
+
+
+class StaticTokenCredential:
+    """The SDK's TokenCredential protocol around a token string (no
+    azure-identity needed): get_token() returns it, whatever the scopes."""
+
+    def __init__(self, token, expires_on=None):
+        self.token = token
+        self.expires_on = int(expires_on or time.time() + 3600)
+        self.calls = 0
+
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+        self.calls += 1
+        return AccessToken(self.token, self.expires_on)
+
+
+def _write_secret_file(tmpdir, name, text):
+    path = os.path.join(tmpdir, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def entra_azure_section(tmpdir, auth, azurite, tokens, client_id=None, secret=None,
+                        certificate_file=None, federated_token=None, tenant_id=None,
+                        **extra):
+    """The [azure] keys for write_config(azure=...) that make the daemon
+    authenticate with a bearer token from tokens (a token_server.TokenServer)
+    to azurite (an AzuriteOAuth).  connection_string_file is dropped.
+
+      managed_identity    identity_endpoint = the IMDS token URL;
+                          client_id only for a user-assigned identity
+      service_principal   tenant_id, client_id, authority_host and
+                          client_secret_file (secret, written 0600) or
+                          client_certificate_file (certificate_file, e.g. a
+                          tls.ClientCertificate's pem_file)
+      workload_identity   tenant_id, client_id, authority_host and
+                          federated_token_file (federated_token, written)
+    Every kind gets account_url and ca_file; extra keys are added as is."""
+    sec = {"connection_string_file": None, "auth": auth,
+           "account_url": azurite.account_url, "ca_file": azurite.ca_file}
+    if auth == "managed_identity":
+        sec["identity_endpoint"] = tokens.imds_endpoint
+        if client_id:
+            sec["client_id"] = client_id
+    elif auth in ("service_principal", "workload_identity"):
+        sec.update({"tenant_id": tenant_id or tokens.tenant_id, "client_id": client_id,
+                    "authority_host": tokens.authority_host})
+        if auth == "service_principal":
+            if secret is not None:
+                sec["client_secret_file"] = _write_secret_file(tmpdir, "client-secret",
+                                                               secret + "\n")
+            if certificate_file is not None:
+                sec["client_certificate_file"] = certificate_file
+        elif federated_token is not None:
+            sec["federated_token_file"] = _write_secret_file(tmpdir, "federated-token",
+                                                             federated_token)
+    else:
+        raise ValueError("entra_azure_section: auth %r is not a bearer-token kind" % auth)
+    sec.update(extra)
+    return sec
+
+
+def setup_oauth_env():
+    """setUpModule() of a bearer-token test module: setup_module_env() (the
+    plain Azurite, MongoDB), then one CA (ENV["tls"]), an AzuriteOAuth
+    (ENV["azurite_oauth"]) and a TokenServer (ENV["token_server"])."""
+    why = oauth_available()
+    if why:
+        raise unittest.SkipTest(why)
+    setup_module_env()
+    try:
+        from token_server import TokenServer
+        ENV["tls"] = _import_tls().TLSMaterial(os.path.join(ENV["tmp"], "tls"))
+        ENV["azurite_oauth"] = AzuriteOAuth(ENV["tls"]).start()
+        ENV["token_server"] = TokenServer(tls=ENV["tls"]).start()
+    except BaseException:
+        teardown_oauth_env()
+        raise
+
+
+def teardown_oauth_env():
+    """tearDownModule() counterpart of setup_oauth_env()."""
+    for key in ("token_server", "azurite_oauth"):
+        srv = ENV.get(key)
+        if srv is not None:
+            try:
+                srv.stop()
+            except Exception as e:
+                sys.stderr.write("stopping %s: %s\n" % (key, e))
+            ENV[key] = None
+    ENV["tls"] = None
+    teardown_module_env()
+
+
+class OAuthBackupTestCase(BackupTestCase):
+    """BackupTestCase against the HTTPS Azurite with --oauth: self.azurite
+    is the AzuriteOAuth, self.blobs reads it (Shared Key, TLS verified),
+    self.tokens is the module's TokenServer, cleared (faults, counters,
+    lifetime 3600 s) before every test."""
+
+    def setUp(self):
+        super().setUp()
+        self.azurite = ENV["azurite_oauth"]
+        self.blobs = TLSBlobs(self.container, self.azurite)
+        self.tokens = ENV["token_server"]
+        self.tokens.clear(stats=True)
+        self.tokens.set_lifetime(3600)
+        for kind in ("imds", "app_service", "entra"):
+            self.tokens.set_lifetime(3600, kind)
+        self.addCleanup(self.tokens.clear)
+
+    def write_oauth_config(self, auth, azure=None, **kw):
+        """write_config() with entra_azure_section(auth, ...) as [azure]:
+        client_id, secret, certificate_file, federated_token and tenant_id go
+        to it, azure= adds or overrides [azure] keys, the rest goes to
+        write_config (limits=, collections=, SECTION__KEY=, ...)."""
+        ent = {k: kw.pop(k) for k in ("client_id", "secret", "certificate_file",
+                                      "federated_token", "tenant_id") if k in kw}
+        sec = entra_azure_section(self.tmp, auth, self.azurite, self.tokens, **ent)
+        sec.update(azure or {})
+        return self.write_config(azure=sec, **kw)
+
+
+# --------------------------------------------------------------------------
 # Entry point
 
 def main(argv=None):

@@ -12,7 +12,7 @@ demo_packages="build-essential autoconf automake pkg-config ca-certificates tzda
   libxml2-dev libdeflate-dev libisal-dev python3 python3-pymongo python3-pymongo-ext"
 case ${1-} in
 --demo) packages=$demo_packages ;;
-"") packages="$demo_packages libtool check python3-azure-storage valgrind clang
+"") packages="$demo_packages libtool check python3-azure-storage python3-cryptography valgrind clang
   libclang-rt-14-dev shellcheck systemd" ;;
 *) echo "usage: sh tools/deps.sh [--demo]" >&2; exit 2 ;;
 esac
