@@ -241,6 +241,19 @@ out:
 	return r;
 }
 
+static bool whole_in_range(const char *value, const struct key_spec *spec, int *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(value, &end, 10);
+	if (*value == '\0' || *end != '\0' || errno != 0 || v < spec->min || v > spec->max)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
 /* Parses value into the field of spec; reports and returns -1 when invalid. */
 static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 		       int line, const char *value)
@@ -268,20 +281,14 @@ static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 		*field = copy;
 		return 0;
 	}
-	case KEY_INT: {
-		char *end;
-		long long v;
-		errno = 0;
-		v = strtoll(value, &end, 10);
-		if (*value == '\0' || *end != '\0' || errno != 0 ||
-		    v < spec->min || v > spec->max) {
+	case KEY_INT:
+		if (!whole_in_range(value, spec, &n)) {
 			report(ps, line, "%s: '%s' is not a whole number from %lld to %lld",
 			       spec->name, value, spec->min, spec->max);
 			return -1;
 		}
-		*(int *)(base + spec->offset) = (int)v;
+		*(int *)(base + spec->offset) = n;
 		return 0;
-	}
 	case KEY_BOOL:
 		if (config_parse_bool(value, &b) != 0) {
 			report(ps, line, "%s: '%s' is not yes or no", spec->name, value);
@@ -365,26 +372,20 @@ static int apply_value(struct parse_state *ps, const struct key_spec *spec,
 		return 0;
 	}
 	case KEY_LEVEL:
-	case KEY_THREADS: {
-		char *end;
-		long long v;
+	case KEY_THREADS:
 		if (strcasecmp(value, "auto") == 0) {
 			/* level: the engine's default, resolved with the engine;
 			 * threads: 0, resolved where the compressing happens. */
 			*(int *)(base + spec->offset) = spec->type == KEY_LEVEL ? -1 : 0;
 			return 0;
 		}
-		errno = 0;
-		v = strtoll(value, &end, 10);
-		if (*value == '\0' || *end != '\0' || errno != 0 ||
-		    v < spec->min || v > spec->max) {
+		if (!whole_in_range(value, spec, &n)) {
 			report(ps, line, "%s: '%s' is not auto or a whole number from %lld to %lld",
 			       spec->name, value, spec->min, spec->max);
 			return -1;
 		}
-		*(int *)(base + spec->offset) = (int)v;
+		*(int *)(base + spec->offset) = n;
 		return 0;
-	}
 	case KEY_CATCH_UP:
 		if (strcasecmp(value, "auto") == 0)
 			n = -1;
