@@ -341,7 +341,7 @@ class TestSupervisorKilled(ProcessFaultCase):
 class TestChildKilled(ProcessFaultCase):
 
     SEEDS = (1, 2, 3, 4, 5, 6, 7)
-    USERS = 60000       # ~45 MB of BSON: a --once run takes ~2 s here
+    USERS = 60000       # ~45 MB of BSON: with zlib on one thread a run takes ~2 s
 
     def test_random_child_sigkill(self):
         h.seed_users(self.db, "users", self.USERS, seed=41)
@@ -364,12 +364,23 @@ class TestChildKilled(ProcessFaultCase):
     def one_kill(self, seed, colls, report):
         rng = random.Random(seed)
         target = rng.choice(HELPERS)
-        delay = rng.uniform(0.0, 2.0)
+        delay = rng.uniform(0.0, 0.5)
         prefix = "seed%d/" % seed
+        # zlib on one thread: the run lasts long enough to be hit, however
+        # fast the default engine makes it.
         conf = self.write_config(collections=", ".join(colls), limits={"export_retries": 0},
-                                 azure={"blob_path": prefix + SET_PATH})
+                                 azure={"blob_path": prefix + SET_PATH},
+                                 compression={"engine": "zlib", "threads": 1})
         run = self.start_backup(conf)
+        # The kill lands a random moment after the first target child is
+        # seen, so it hits whatever the machine's speed.
+        t0 = time.monotonic()
+        deadline = t0 + 10
+        while not run.children((target,)) and time.monotonic() < deadline and \
+                run.proc.poll() is None:
+            time.sleep(0.01)
         time.sleep(delay)
+        delay = time.monotonic() - t0      # when the kill came, for the report
         victim, hit = None, False
         kids = sorted(run.children((target,)))
         if kids:
