@@ -14,7 +14,9 @@ What it does (docs/PERFORMANCE.md explains why):
     same shape: to show that peak RSS does not grow with collection size);
  3. runs `mongo-azure-backupd -c CONF --once` twice: a sequential pass
     ([limits] parallel = 1) and a parallel pass (parallel = number of CPUs),
-    with [log] level = debug, and parses what the supervisor logs: per child
+    with [compression] engine = zlib, threads = 1 (one streamed gzip member,
+    what the floor below does; bench/engines.py compares the engines) and
+    [log] level = debug, and parses what the supervisor logs: per child
     CPU time and peak RSS, per collection BSON bytes, seconds and MB/s;
  4. runs export-collection alone for the largest collection into /dev/null
     (cursor + zlib without upload and supervisor), to locate lost time;
@@ -512,7 +514,12 @@ FAILED_RE = re.compile(r"collection (\S+): FAILED (.*)")
 SUPER_RSS_RE = re.compile(r"mongo-azure-backupd: peak RSS (\d+) KiB")
 
 
-def write_config(path, conn_file, uri_file, container, collections, parallel, level, tmp):
+def write_config(path, conn_file, uri_file, container, collections, parallel, level, tmp,
+                 engine="zlib", threads="1"):
+    """engine None: no [compression] section (the program's defaults)."""
+    compression = ("" if engine is None else
+                   "[compression]\nengine = %s\nlevel = %d\nthreads = %s\n\n"
+                   % (engine, level, threads))
     text = """# written by bench/bench.py
 [mongodb]
 uri_file = {uri_file}
@@ -528,10 +535,7 @@ upload_concurrency = 4
 [limits]
 parallel = {parallel}
 
-[compression]
-level = {level}
-
-[state]
+{compression}[state]
 dir = {state}
 
 [control]
@@ -544,7 +548,7 @@ pid_file = {pid}
 level = debug
 target = stderr
 """.format(uri_file=uri_file, db=DATABASE, colls=", ".join(collections), conn=conn_file,
-           container=container, parallel=parallel, level=level,
+           container=container, parallel=parallel, compression=compression,
            state=os.path.join(tmp, "state"), sock=os.path.join(tmp, "control.sock"),
            pid=os.path.join(tmp, "mab.pid"))
     os.makedirs(os.path.join(tmp, "state"), mode=0o700, exist_ok=True)
@@ -981,8 +985,8 @@ def print_report(rep, out=sys.stdout):
     w("machine: %d CPUs (%s), %.1f GiB RAM; zlib %s, libmongoc %s, Azurite %s, node %s\n"
       % (m["cpus"], m["cpu_model"], m["mem_gib"], m["zlib"], m["libmongoc"], m["azurite"],
          m["node"]))
-    w("settings: level %d, block_size 8M, upload_concurrency 4; total %.1f MB BSON\n"
-      % (rep["settings"]["level"], rep["total_bson_bytes"] / 1e6))
+    w("settings: zlib level %d, threads 1, block_size 8M, upload_concurrency 4; "
+      "total %.1f MB BSON\n" % (rep["settings"]["level"], rep["total_bson_bytes"] / 1e6))
     if rep["settings"]["daemon_env"]:
         w("EXPERIMENT: mongo-azure-backupd ran with %s\n" % " ".join(rep["settings"]["daemon_env"]))
     w("\n")
@@ -1160,7 +1164,7 @@ def main():
                     help="BSON to seed in users + conversations + messages, in 10^9 bytes "
                          "(messages_small adds 1/10 of messages) (default: %(default)s)")
     ap.add_argument("--level", type=int, default=6, choices=range(1, 10),
-                    help="gzip level for the backup and the floor (default: %(default)s)")
+                    help="zlib level for the backup and the floor (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="RNG seed (default: %(default)s)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--timeout", type=int, default=3600,
