@@ -599,9 +599,10 @@ def setup_module_env():
         raise
 
 
-def teardown_module_env():
-    """Call from tearDownModule() (also runs from atexit)."""
-    for key in ("mongo", "azurite"):
+def _stop_servers(keys):
+    """Stops the servers ENV holds under keys, reporting (not raising) a
+    failure, so one that cannot stop does not keep the others running."""
+    for key in keys:
         srv = ENV.get(key)
         if srv is not None:
             try:
@@ -609,6 +610,11 @@ def teardown_module_env():
             except Exception as e:
                 sys.stderr.write("stopping %s: %s\n" % (key, e))
             ENV[key] = None
+
+
+def teardown_module_env():
+    """Call from tearDownModule() (also runs from atexit)."""
+    _stop_servers(("mongo", "azurite"))
     if ENV.get("tmp") and not os.environ.get("MAB_KEEP_TMP"):
         shutil.rmtree(ENV["tmp"], ignore_errors=True)
     ENV["tmp"] = None
@@ -1379,14 +1385,7 @@ def setup_oauth_env():
 
 def teardown_oauth_env():
     """tearDownModule() counterpart of setup_oauth_env()."""
-    for key in ("token_server", "azurite_oauth"):
-        srv = ENV.get(key)
-        if srv is not None:
-            try:
-                srv.stop()
-            except Exception as e:
-                sys.stderr.write("stopping %s: %s\n" % (key, e))
-            ENV[key] = None
+    _stop_servers(("token_server", "azurite_oauth"))
     ENV["tls"] = None
     teardown_module_env()
 
@@ -1423,13 +1422,10 @@ class OAuthBackupTestCase(BackupTestCase):
 # --------------------------------------------------------------------------
 # Entry point
 
-def main(argv=None):
-    """Run the calling module's tests; exit 0 / 1 / 77."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    atexit.register(cleanup_everything)
-    _become_subreaper()
-    for why in (Azurite.available(), Mongo.available(), build_available()):
+def _run_unittest_main(argv, requirements, watchdog_seconds=None):
+    """Skips (77) with the first unmet requirement's reason or when the SDK
+    is missing, runs the calling module's tests, exits 0 / 1 / 77."""
+    for why in requirements:
         if why:
             print("SKIP: " + why)
             sys.exit(SKIP)
@@ -1445,19 +1441,39 @@ def main(argv=None):
         sys.warnoptions.append("default")
         warnings.simplefilter("default")
         warnings.simplefilter("ignore", ResourceWarning)
-    watchdog = threading.Timer(MODULE_TIMEOUT, _watchdog_fire)
-    watchdog.daemon = True
-    watchdog.start()
+    watchdog = None
+    if watchdog_seconds:
+        watchdog = threading.Timer(watchdog_seconds, _watchdog_fire)
+        watchdog.daemon = True
+        watchdog.start()
     try:
         prog = unittest.main(module="__main__", argv=argv, exit=False, verbosity=2)
     except KeyboardInterrupt:
         cleanup_everything()
         raise
     finally:
-        watchdog.cancel()
+        if watchdog is not None:
+            watchdog.cancel()
     res = prog.result
     if not res.wasSuccessful():
         sys.exit(1)
     if res.testsRun == 0 or len(res.skipped) >= res.testsRun:
         sys.exit(SKIP)
     sys.exit(0)
+
+
+def main(argv=None):
+    """Run the calling module's tests; exit 0 / 1 / 77."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    atexit.register(cleanup_everything)
+    _become_subreaper()
+    _run_unittest_main(argv, (Azurite.available(), Mongo.available(), build_available()),
+                       MODULE_TIMEOUT)
+
+
+def server_selftest_main(available):
+    """main() of a test server's self-test (test_fault_proxy.py,
+    test_token_server.py): needs only the SDK and what available() names."""
+    atexit.register(cleanup_everything)
+    _run_unittest_main(None, (available(),))

@@ -1145,29 +1145,7 @@ class CliTest(unittest.TestCase):
 
 
 def main():
-    import atexit
-    atexit.register(h.cleanup_everything)
-    try:
-        import azure.storage.blob  # noqa: F401
-    except ImportError as e:
-        print("SKIP: python3-azure-storage is not importable (%s); use /usr/bin/python3" % e)
-        sys.exit(h.SKIP)
-    why = h.AzuriteOAuth.available()
-    if why:
-        print("SKIP: " + why)
-        sys.exit(h.SKIP)
-    import warnings
-    if not sys.warnoptions:
-        sys.warnoptions.append("default")
-        warnings.simplefilter("default")
-        warnings.simplefilter("ignore", ResourceWarning)
-    prog = unittest.main(module="__main__", exit=False, verbosity=2)
-    res = prog.result
-    if not res.wasSuccessful():
-        sys.exit(1)
-    if res.testsRun == 0 or len(res.skipped) >= res.testsRun:
-        sys.exit(h.SKIP)
-    sys.exit(0)
+    h.server_selftest_main(h.AzuriteOAuth.available)
 
 
 if __name__ == "__main__":
