@@ -429,7 +429,8 @@ int backup_run_exit_code(const struct backup_run *run)
 		return 1;
 	if (run->backup_complete)
 		return 0;
-	if (run->manifest_failed || run->cancelled || run->n_failed > 0 ||
+	/* No jobs: the run never got going (no secrets, nothing listed). */
+	if (run->n_jobs == 0 || run->manifest_failed || run->cancelled || run->n_failed > 0 ||
 	    run->n_ok != (int)run->n_jobs)
 		return 1;
 	return 0;
