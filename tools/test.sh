@@ -50,11 +50,15 @@ tally() {
 	failed=$(( failed + ${fail:-0} + ${error:-0} ))
 	# Whole test programs that skipped (exit 77), with the reason each
 	# printed, and single test cases skipped inside programs that passed.
+	skipped_logs=""
 	for t in $(sed -n 's/^SKIP: //p' "$log"); do
 		why=$(grep -m1 -i 'skip' "$1/${t%.py}.log" 2>/dev/null | cut -c1-200)
 		note_skip "$1: $t: ${why:-no reason given}"
+		skipped_logs="$skipped_logs $1/${t%.py}.log"
 	done
 	for f in $(find "$1/tests" -name '*.log' ! -name test-suite.log 2>/dev/null | sort); do
+		# A program skipped whole is listed once, above, not per case.
+		case " $skipped_logs " in *" $f "*) continue ;; esac
 		grep -h "\.\.\. skipped" "$f" 2>/dev/null | cut -c1-240 |
 			sed "s|^|$1: ${f#"$1"/}: |" > "$1/.skips" || true
 		while IFS= read -r line; do

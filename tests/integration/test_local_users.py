@@ -222,8 +222,8 @@ class LocalUsersCase(h.BackupTestCase):
         self.db["small"].insert_many(list(h.gen_users(20, seed=11)))
         h.seed_users(self.db, "big", 300, seed=12)    # more than a batch: a getMore
 
-    def start_daemon(self, conf):
-        r = self.start_backup(conf, args=["-f"])
+    def start_daemon(self, conf, env=None):
+        r = self.start_backup(conf, args=["-f"], env=env)
         self.addCleanup(self._stop_quietly, r)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -379,11 +379,18 @@ class TestNoCoreDumps(LocalUsersCase):
 
     def setUp(self):
         super().setUp()
-        for name in ("export-collection", h.CTL, h.DAEMON):
-            path = h.program(name) if "/" not in name else name
-            if not reachable_as(self.nobody.pw_uid, self.nobody.pw_gid, path):
-                self.skipTest("nobody cannot reach %s (a directory on the way is not "
-                              "searchable by others)" % path)
+        # Programs run as nobody, and helpers exec'd as [daemon] user, come
+        # from copies nobody can reach: the build directory may not be (a
+        # checkout under /root, mode 0700, as on a fresh machine).
+        self.libexec = h.programs_for_others(("mongo-azure-backupd", "mongo-azure-backupctl") +
+                                             h.HELPERS)
+        for name in ("export-collection", "mongo-azure-backupctl", "mongo-azure-backupd"):
+            path = self.prog(name)
+            self.assertTrue(reachable_as(self.nobody.pw_uid, self.nobody.pw_gid, path),
+                            "nobody cannot reach the copy %s" % path)
+
+    def prog(self, name):
+        return os.path.join(self.libexec, name)
 
     def assertAlive(self, name, p):
         """p has not exited (which would make /proc/PID someone else's)."""
@@ -425,21 +432,22 @@ class TestNoCoreDumps(LocalUsersCase):
         os.mkfifo(fifo, 0o666)
         os.chmod(fifo, 0o666)
         programs = [
-            [h.DAEMON, "-c", fifo, "-f"],
-            [h.CTL, "-c", fifo, "status"],
-            [h.program("export-collection"), "-c", fifo, "users"],
-            [h.program("upload-blob"), "-c", fifo, "some/blob"],
-            [h.program("download-blob"), "-c", fifo, "some/blob"],
-            [h.program("prune-sets"), "-c", fifo],
-            [h.program("verify-set"), "-c", fifo, "latest"],
+            [self.prog("mongo-azure-backupd"), "-c", fifo, "-f"],
+            [self.prog("mongo-azure-backupctl"), "-c", fifo, "status"],
+            [self.prog("export-collection"), "-c", fifo, "users"],
+            [self.prog("upload-blob"), "-c", fifo, "some/blob"],
+            [self.prog("download-blob"), "-c", fifo, "some/blob"],
+            [self.prog("prune-sets"), "-c", fifo],
+            [self.prog("verify-set"), "-c", fifo, "latest"],
             # No configuration: it waits for the metadata on stdin instead.
-            [h.program("import-collection"), "-d", "db", "--metadata-fd", "0", "users"],
+            [self.prog("import-collection"), "-d", "db", "--metadata-fd", "0", "users"],
         ]
         procs = []
         try:
             for argv in programs:
                 p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd="/", env=h.daemon_env(),
+                                     stderr=subprocess.PIPE, cwd="/",
+                                     env=h.daemon_env({"MAB_LIBEXECDIR": self.libexec}),
                                      **self.as_nobody())
                 procs.append((os.path.basename(argv[0]), p))
             for name, p in procs:
@@ -478,7 +486,7 @@ class TestNoCoreDumps(LocalUsersCase):
         daemon = h.DAEMON
         h.DAEMON = wrapper
         try:
-            r = self.start_daemon(conf)
+            r = self.start_daemon(conf, env={"MAB_LIBEXECDIR": self.libexec})
         finally:
             h.DAEMON = daemon
         self.assertEqual(os.path.realpath("/proc/%d/exe" % r.pid), os.path.realpath(daemon))
