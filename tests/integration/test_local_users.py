@@ -171,25 +171,6 @@ stats["held_at_end"] = len(socks)
 print(json.dumps(stats), flush=True)
 '''
 
-# One request as some user: connect, send a line, print the reply.
-PEER = r'''
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(10)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-data = b""
-while True:
-    try:
-        b = s.recv(65536)
-    except ConnectionResetError:
-        break
-    if not b:
-        break
-    data += b
-sys.stdout.write(data.decode("utf-8", "replace"))
-'''
-
 
 class LocalUsersCase(h.BackupTestCase):
 
@@ -332,7 +313,7 @@ class TestControlFairness(LocalUsersCase):
             self.assertLess(time.monotonic() - t0, PROMPT)
         # Another member of the group is served as well.
         t0 = time.monotonic()
-        p = subprocess.run([sys.executable, "-I", "-c", PEER, self.sock, "status"],
+        p = subprocess.run([sys.executable, "-I", "-c", h.PEER_CLIENT, self.sock, "status"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, cwd="/",
                            **self.as_nobody(OTHER_MEMBER_UID))
         other = p.stdout.decode() + p.stderr.decode()
