@@ -45,6 +45,18 @@ SCOPE = "https://storage.azure.com/.default"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
+
+NO_LOCALHOST = "the name localhost does not resolve here (no /etc/hosts entry)"
+
+
+def localhost_resolves():
+    """A minimal root (debootstrap --variant=minbase) has no /etc/hosts."""
+    try:
+        socket.getaddrinfo("localhost", None)
+        return True
+    except OSError:
+        return False
+
 def setUpModule():
     global TLS, AZ
     why = h.AzuriteOAuth.available()
@@ -407,14 +419,19 @@ class SourcesTest(TokenServerCase):
         self.assertEqual(claims["appidacr"], "2")
         self.use_token(body["access_token"])
         # reached as localhost (the certificate names it too): aud follows
-        a = make_assertion(cert, app, self.ts.token_endpoint(host="localhost"))
-        st, _hd, body = entra(self.ts, sp_form(app, client_assertion_type=JWT_BEARER,
-                                               client_assertion=a), host="localhost")
-        self.assertEqual(st, 200, body)
+        n = 1
+        with self.subTest(host="localhost"):
+            if not localhost_resolves():
+                self.skipTest(NO_LOCALHOST)
+            a = make_assertion(cert, app, self.ts.token_endpoint(host="localhost"))
+            st, _hd, body = entra(self.ts, sp_form(app, client_assertion_type=JWT_BEARER,
+                                                   client_assertion=a), host="localhost")
+            self.assertEqual(st, 200, body)
+            n = 2
         st = self.ts.stats()
-        self.assertEqual(st["issued"], {"entra_certificate": 2})
+        self.assertEqual(st["issued"], {"entra_certificate": n})
         log = [e for e in st["log"] if e["kind"] == "entra_certificate"]
-        self.assertEqual([e["credential"] for e in log], ["certificate"] * 2)
+        self.assertEqual([e["credential"] for e in log], ["certificate"] * n)
         self.assertEqual(log[0]["x5t"], cert.x5t)
         self.assertTrue(log[0]["jti"])
         self.assertNotIn(a.split(".")[2], json.dumps(st), "an assertion in the stats")
@@ -604,7 +621,10 @@ class AzuriteTest(TokenServerCase):
         # localhost is in the certificate as well
         for url in ("https://localhost:%d/devstoreaccount1?comp=list" % AZ.port,
                     self.ts.authority_host_for("localhost") + "/x"):
-            self.assertIn(request(url)[0], (403, 404), url)
+            with self.subTest(url=url):
+                if not localhost_resolves():
+                    self.skipTest(NO_LOCALHOST)
+                self.assertIn(request(url)[0], (403, 404), url)
         self.assertTrue(AZ.account_url.startswith("https://127.0.0.1:"))
         self.assertIn("BlobEndpoint=%s;" % AZ.account_url, AZ.connection_string)
 
