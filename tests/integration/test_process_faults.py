@@ -338,6 +338,14 @@ class TestSupervisorKilled(ProcessFaultCase):
 
 # --------------------------------------------------------------------------
 
+def _wchan(pid):
+    try:
+        with open("/proc/%d/wchan" % pid) as f:
+            return f.read().strip() or "-"
+    except OSError:
+        return "?"
+
+
 class TestChildKilled(ProcessFaultCase):
 
     SEEDS = (1, 2, 3, 4, 5, 6, 7)
@@ -392,7 +400,25 @@ class TestChildKilled(ProcessFaultCase):
                     victim, hit = (pid, argv), True
                 except ProcessLookupError:
                     pass
-        rc, log, elapsed = run.wait(timeout=90)
+        # Said now, not only in the report: a run that hangs must name its
+        # victim and what was still running.
+        sys.stderr.write("seed %d: %s at %.2f s after the run started\n"
+                         % (seed, "killed %s (pid %d)" % (" ".join(victim[1]), victim[0])
+                            if hit else "no %s to kill" % target, delay))
+        deadline = time.monotonic() + 85
+        while run.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = []
+        if run.proc.poll() is None:
+            # What the stuck run was waiting for, before the stop kills it.
+            left = ["%d %s state %s wchan %s" % (pid, " ".join(argv),
+                                                 (h.proc_stat(pid) or ("", "?"))[1], _wchan(pid))
+                    for pid, _name, argv in run.children()]
+        try:
+            rc, log, elapsed = run.wait(timeout=5)
+        except AssertionError as e:
+            raise AssertionError("seed %d, victim %s: %s\nstill running after 85 s: %s"
+                                 % (seed, victim, e, left or "nothing")) from None
         what = "missed" if not hit else "%s %s" % (victim[1][0], victim[1][-1])
         report.append("seed %d: %s after %.2f s -> %s, exit %d in %.1f s"
                       % (seed, target, delay, what, rc, elapsed))
