@@ -117,6 +117,7 @@ struct backup_run {
 	bool manifest_started;
 	time_t manifest_not_before;
 	int manifest_failures;
+	int manifest_deaths;       /* upload-blobs of the manifest that died */
 	struct breaker *breaker;
 	/* export-collection --list, NUL-separated names: for collections = *
 	 * what to back up; for both, the collections' sizes */

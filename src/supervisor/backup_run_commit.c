@@ -29,9 +29,6 @@
 #include "xio.h"
 #include "backup_run_int.h"
 
-#define KILL_GRACE_SECONDS 10.0
-#define DUE_RECHECK_SECONDS 0.25
-#define EXPORT_RETRY_BASE_SECONDS 2
 
 
 static int start_manifest_upload(struct backup_run *run, bool final)
@@ -329,6 +326,19 @@ enum manifest_progress manifest_step(struct backup_run *run, bool final)
 		run->manifest_not_before = 0;
 		pipeline_init(pl, run->manifest_blob);
 		return manifest_step(run, final);
+	}
+	/* A killed upload-blob may have committed the manifest before it died:
+	 * the final one is written whole again, and the first one's create-only
+	 * retry recognises its own content.  Either way it is worth another try,
+	 * as often as a collection's blob would get. */
+	if (!run->cancelled && uploader_died(pl) &&
+	    run->manifest_deaths < run->cfg->export_retries) {
+		int delay = EXPORT_RETRY_BASE_SECONDS << run->manifest_deaths++;
+		msg_warn("%s: %s; trying again in %d s", run->manifest_blob, why, delay);
+		run->manifest_started = false;
+		run->manifest_not_before = time(NULL) + delay;
+		pipeline_init(pl, run->manifest_blob);
+		return MANIFEST_PENDING;
 	}
 	if (!run->cancelled && storage_transient_failure(run, pl)) {
 		int delay = storage_retry_delay(++run->manifest_failures);

@@ -24,6 +24,13 @@
 #include "backup_run.h"
 #include "spawn.h"
 
+/* Seconds from SIGTERM to SIGKILL for a cancelled run's children. */
+#define KILL_GRACE_SECONDS 10.0
+/* How often a waiting run looks again whether something is due. */
+#define DUE_RECHECK_SECONDS 0.25
+/* First back-off after a failed attempt; it doubles with each one. */
+#define EXPORT_RETRY_BASE_SECONDS 2
+
 enum manifest_progress { MANIFEST_PENDING, MANIFEST_WRITTEN, MANIFEST_GAVE_UP };
 
 /* backup_run.c */

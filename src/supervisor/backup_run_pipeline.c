@@ -30,9 +30,6 @@
 #include "xio.h"
 #include "backup_run_int.h"
 
-#define KILL_GRACE_SECONDS 10.0
-#define DUE_RECHECK_SECONDS 0.25
-#define EXPORT_RETRY_BASE_SECONDS 2
 #define DATA_PIPE_SIZE (1024 * 1024)
 
 

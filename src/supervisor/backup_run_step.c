@@ -31,9 +31,6 @@
 
 static void finish_listing(struct backup_run *run);
 
-#define KILL_GRACE_SECONDS 10.0
-#define DUE_RECHECK_SECONDS 0.25
-#define EXPORT_RETRY_BASE_SECONDS 2
 
 
 void backup_run_step(struct backup_run *run)

@@ -731,6 +731,67 @@ class TestSecondRunEndings(SetSafetyCase):
 
 # --------------------------------------------------------------------------
 
+class TestManifestUploadKilled(SetSafetyCase):
+    """SIGKILL of the upload-blob writing B's manifest after the storage
+    applied it but before upload-blob could say so (the proxy holds the
+    answer).  The manifest is written again: the claim recognises its own
+    content, the final one is rewritten whole; B ends complete and says so.
+    (A random soak run once caught the final one: the run said "partial"
+    of a set whose manifest said complete.)"""
+
+    def _manifest_upload_killed(self, nth, applied):
+        conf = self.config(limits={"export_retries": 2})
+        a, snap_a = self.first_run(conf)
+        self.seed("B")
+        proxy = FaultProxy(upstream_port=self.azurite.port).start()
+        self.addCleanup(proxy.stop)
+        bconf = self.config(tmpdir=os.path.join(self.tmp, "via-proxy"),
+                            connection_string=proxy.connection_string(),
+                            limits={"export_retries": 2})
+        b_folder = suffixed(a.folder, 2)
+        proxy.add_fault(kind="put_block_list", path="/%smanifest.json" % b_folder,
+                        action="delay", delay=20, nth=nth)
+        self.next_second()
+        run = self.start_backup(bconf)
+        self.addCleanup(run.kill)
+        proxy.wait_fired(1, timeout=60)
+        pid = run.wait_for_child("upload-blob",
+                                 lambda argv: any(x.endswith("/manifest.json") for x in argv[1:]))
+        deadline = time.monotonic() + 15
+        m = None
+        while time.monotonic() < deadline:
+            m = self.manifest(b_folder)
+            if m is not None and applied(m):
+                break
+            time.sleep(0.05)
+        else:
+            self.fail("the held manifest never reached the storage: %r\nlog:\n%s"
+                      % (m, run.log()))
+        st = h.proc_stat(pid)
+        self.assertTrue(st is not None and st[1] != "Z",
+                        "upload-blob %d ended before the kill; log:\n%s" % (pid, run.log()))
+        os.kill(pid, signal.SIGKILL)
+        rc, log, _e = run.wait(90)
+        b = self.run_of_log(log, "B")
+        ctx = "A: %r; B: %r, manifest upload-blob %d killed; log:\n%s" % (a, b, pid, log)
+        self.assertExit(rc, 0, log)
+        self.assertLogMatches(log, r"manifest\.json: upload-blob was killed by signal 9\b.*; "
+                              r"trying again", "the manifest written again")
+        self.assertNotRegex(log, r"\bpartial\b|FAILED", ctx)
+        self.assertEqual(b.folder, b_folder, ctx)
+        self.second_run_folder(a, snap_a, b, ctx)
+        self.assertFinalManifest(b, {c: "ok" for c in COLLS}, ctx)
+        self.after_second_run(conf, a, snap_a, b, ctx, b_complete=True)
+
+    def test_claim_killed(self):
+        self._manifest_upload_killed(1, lambda m: m.get("complete") is False)
+
+    def test_final_killed(self):
+        self._manifest_upload_killed(2, lambda m: m.get("complete") is True)
+
+
+# --------------------------------------------------------------------------
+
 class TestFirstRunFails(SetSafetyCase):
 
     def test_committed_collection_restorable_alone(self):
