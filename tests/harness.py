@@ -854,6 +854,10 @@ def write_config(tmpdir, **overrides):
         "azure": {
             "connection_string_file": conn_path,
             "container": overrides.pop("container", None) or unique_name("mab"),
+            # The tests name blobs as the seed's one-database layout did
+            # (tralivali_ whatever the database); the multi-database tests
+            # take the default, {database}_{collection}.
+            "blob_path": "backups/{date}/tralivali_{collection}.bson.gz",
             "max_retries": 2,
         },
         "limits": {"parallel": 2},

@@ -28,36 +28,34 @@
 #include "xio.h"
 #include "export_dump.h"
 
-/* ---- the collections of collections = * -------------------------------- */
+/* ---- what a run finds to back up -------------------------------------- */
 
-/* What a run would back up of the database: its collections, not its
- * views (the filter) nor its system collections (backed_up_name). */
+/* Every collection-like entry of a database: collections, views and
+ * time-series collections (listCollections, cursor pages and all). */
 static mongoc_cursor_t *find_collections(mongoc_database_t *db)
 {
-	bson_t opts = BSON_INITIALIZER;
-	bson_t filter;
-	mongoc_cursor_t *cursor;
-
-	BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
-	BSON_APPEND_UTF8(&filter, "type", "collection");
-	bson_append_document_end(&opts, &filter);
-	cursor = mongoc_database_find_collections_with_opts(db, &opts);
-	bson_destroy(&opts);
-	return cursor;
+	return mongoc_database_find_collections_with_opts(db, NULL);
 }
 
-/* The name of a listCollections entry a run backs up, or NULL: mongodump
- * leaves the system collections out of a database dump, and a name with a
- * NUL in it could not be told apart in the list. */
-static const char *backed_up_name(const bson_t *doc, uint32_t *len)
+/* The name and kind of a listCollections entry a run backs up, or NULL:
+ * mongodump's system collections left out, and a name with a NUL in it
+ * could not be told apart in the list. */
+static const char *backed_up_name(const char *database, const bson_t *doc, uint32_t *len,
+				  const char **kind)
 {
 	bson_iter_t it;
 	const char *name;
 
+	*kind = "collection";
+	if (bson_iter_init_find(&it, doc, "type") && BSON_ITER_HOLDS_UTF8(&it))
+		*kind = bson_iter_utf8(&it, NULL);
+	if (strcmp(*kind, "collection") != 0 && strcmp(*kind, "view") != 0 &&
+	    strcmp(*kind, "timeseries") != 0)
+		return NULL;
 	if (!bson_iter_init_find(&it, doc, "name") || !BSON_ITER_HOLDS_UTF8(&it))
 		return NULL;
 	name = bson_iter_utf8(&it, len);
-	if (strncmp(name, "system.", 7) == 0 || memchr(name, '\0', *len) != NULL)
+	if (memchr(name, '\0', *len) != NULL || config_collection_skipped(database, name))
 		return NULL;
 	return name;
 }
@@ -102,6 +100,7 @@ static bool is_collection(struct export_job *job, const char *name)
 static int send_size(struct export_job *job, size_t index, const char *name, bool listed)
 {
 	mongoc_database_t *db = mongoc_client_get_database(job->client, job->database);
+
 	mongoc_collection_t *coll = NULL;
 	bson_t cmd = BSON_INITIALIZER, reply;
 	bson_error_t error;
@@ -148,55 +147,81 @@ out:
 	return r;
 }
 
-/* One name of the list, with its estimate while there are estimates to
+/* One entry of the list, with its estimate while there are estimates to
  * be had.  -1 when stdout failed (reported). */
 static int list_one(struct export_job *job, size_t index, const char *name, size_t len,
-		    bool listed, bool *estimating)
+		    const char *kind, bool listed, bool *estimating)
 {
-	if (xwrite_all(STDOUT_FILENO, name, len + 1) != 0) {
+	size_t dlen = strlen(job->database) + 1, klen = strlen(kind) + 1;
+
+	if (xwrite_all(STDOUT_FILENO, job->database, dlen) != 0 ||
+	    xwrite_all(STDOUT_FILENO, name, len + 1) != 0 ||
+	    xwrite_all(STDOUT_FILENO, kind, klen) != 0) {
 		report_error(job, errno == EPIPE ? ERR_CLASS_ABORTED : ERR_CLASS_LOCAL,
 			     "writing the collection list failed: %s", strerror(errno));
 		return -1;
 	}
-	if (*estimating && send_size(job, index, name, listed) != 0)
+	if (*estimating && strcmp(kind, "collection") == 0 &&
+	    send_size(job, index, name, listed) != 0)
 		*estimating = false;
 	return 0;
 }
 
-/* --list: the collections a run backs up, in the order its manifest keeps,
- * each name followed by a NUL (a name may hold any byte but NUL) on
- * stdout: with collections = * those of the database, else the configured
- * ones, found or not.  With --status-fd, after each name a "size" record
- * for it (job_order.h in the supervisor).  Only listing the database can
- * fail; an estimate never does, and without one the collection starts last. */
-int export_list(struct export_job *job, const struct mab_config *cfg)
+/* A named collection's kind: a view or a time-series collection is backed
+ * up as one; a missing one is listed as a collection, and its export
+ * says it is missing. */
+static const char *named_kind(struct export_job *job, const char *name, bool *found)
 {
+	const char *saved = job->collection, *class, *kind = "collection";
+	char why[640];
+	bson_iter_t it;
+
+	job->collection = name;
+	*found = find_collection(job, &class, why, sizeof(why)) == 0;
+	if (*found && bson_iter_init_find(&it, &job->info, "type") && BSON_ITER_HOLDS_UTF8(&it)) {
+		const char *t = bson_iter_utf8(&it, NULL);
+		kind = strcmp(t, "view") == 0 ? "view" :
+		       strcmp(t, "timeseries") == 0 ? "timeseries" : "collection";
+	}
+	if (job->have_info)
+		bson_destroy(&job->info);
+	job->have_info = false;
+	job->collection = saved;
+	return kind;
+}
+
+/* One database's part of the list; -1 when it failed (reported). */
+static int list_database(struct export_job *job, const struct mab_config *cfg,
+			 size_t *count, bool *estimating)
+{
+	const struct mongo_scope *scope = config_scope(cfg, job->database);
 	mongoc_database_t *db = NULL;
 	mongoc_cursor_t *cursor = NULL;
 	bson_error_t error;
 	const bson_t *doc;
-	bool estimating = job->status_fd >= 0;
-	size_t count = 0;
-	int r = CHILD_EXIT_FAILED;
+	int r = -1;
 
-	if (!cfg->all_collections) {
-		for (; count < cfg->n_collections; count++) {
-			const char *name = cfg->collections[count];
-			if (list_one(job, count, name, strlen(name), false, &estimating) != 0)
-				goto out;
+	if (scope != NULL && !scope->collections.all) {
+		for (size_t i = 0; i < scope->collections.n; i++) {
+			const char *name = scope->collections.names[i];
+			bool found = false;
+			const char *kind = named_kind(job, name, &found);
+			if (list_one(job, (*count)++, name, strlen(name), kind, found,
+				     estimating) != 0)
+				return -1;
 		}
-		goto done;
+		goto auth;
 	}
 	db = mongoc_client_get_database(job->client, job->database);
 	cursor = find_collections(db);
 	while (mongoc_cursor_next(cursor, &doc)) {
 		uint32_t len;
-		const char *name = backed_up_name(doc, &len);
+		const char *kind;
+		const char *name = backed_up_name(job->database, doc, &len, &kind);
 		if (name == NULL)
 			continue;
-		if (list_one(job, count, name, len, true, &estimating) != 0)
+		if (list_one(job, (*count)++, name, len, kind, true, estimating) != 0)
 			goto out;
-		count++;
 	}
 	if (mongoc_cursor_error(cursor, &error)) {
 		report_error(job, mongo_error_class(&error),
@@ -204,15 +229,99 @@ int export_list(struct export_job *job, const struct mab_config *cfg)
 			     error.message);
 		goto out;
 	}
-done:
-	if (job->status_fd >= 0)
-		status_send(job->status_fd, "result ok documents=%zu", count);
-	r = CHILD_EXIT_OK;
+auth:
+	/* mongodump --dumpDbUsersAndRoles' two files, by its names. */
+	if (cfg->users_and_roles &&
+	    (list_one(job, (*count)++, AUTH_USERS_NAME, strlen(AUTH_USERS_NAME), "users", false,
+		      estimating) != 0 ||
+	     list_one(job, (*count)++, AUTH_ROLES_NAME, strlen(AUTH_ROLES_NAME), "roles", false,
+		      estimating) != 0))
+		goto out;
+	r = 0;
 out:
 	if (cursor != NULL)
 		mongoc_cursor_destroy(cursor);
 	if (db != NULL)
 		mongoc_database_destroy(db);
+	return r;
+}
+
+/* The databases of databases = *: what listDatabases names, but MongoDB's
+ * own unless a section names them, then the named ones it did not list
+ * (their collections, named, are reported missing by their exports).
+ * NULL-terminated; NULL when the listing failed (reported). */
+static char **find_databases(struct export_job *job, const struct mab_config *cfg)
+{
+	bson_t opts = BSON_INITIALIZER;
+	bson_error_t error;
+	char **names = NULL;
+	size_t n = 0;
+
+	BSON_APPEND_BOOL(&opts, "nameOnly", true);
+	names = mongoc_client_get_database_names_with_opts(job->client, &opts, &error);
+	bson_destroy(&opts);
+	if (names == NULL) {
+		report_error(job, mongo_error_class(&error), "listing the databases failed: %s",
+			     error.message);
+		return NULL;
+	}
+	for (size_t i = 0; names[i] != NULL; i++) {
+		if (config_database_backed_up(cfg, names[i]))
+			names[n++] = names[i];
+		else
+			bson_free(names[i]);
+	}
+	names[n] = NULL;
+	for (size_t i = 0; i < cfg->n_scopes; i++) {
+		bool listed = false;
+		for (size_t k = 0; k < n; k++)
+			listed |= strcmp(names[k], cfg->scopes[i].database) == 0;
+		if (listed)
+			continue;
+		char **grown = bson_realloc(names, (n + 2) * sizeof(char *));
+		names = grown;
+		names[n++] = bson_strdup(cfg->scopes[i].database);
+		names[n] = NULL;
+	}
+	return names;
+}
+
+/* --list: what a run backs up, in the order its manifest keeps: for each
+ * database (those found with databases = *, else the named ones) its
+ * collections (found with collections = *, else the named ones, found or
+ * not), and with users_and_roles its users and roles.  Each entry is
+ * three NUL-terminated strings on stdout: database, name, kind
+ * (collection, view, timeseries, users, roles).  With --status-fd, after
+ * each collection a "size" record for it by its place in the list
+ * (job_order.h in the supervisor).  Only listing can fail; an estimate
+ * never does, and without one the collection starts last. */
+int export_list(struct export_job *job, const struct mab_config *cfg)
+{
+	bool estimating = job->status_fd >= 0;
+	char **databases = NULL;
+	size_t count = 0;
+	int r = CHILD_EXIT_FAILED;
+
+	if (cfg->all_databases) {
+		databases = find_databases(job, cfg);
+		if (databases == NULL)
+			goto out;
+	} else {
+		databases = bson_malloc0((cfg->n_scopes + 1) * sizeof(char *));
+		for (size_t i = 0; i < cfg->n_scopes; i++)
+			databases[i] = bson_strdup(cfg->scopes[i].database);
+	}
+	for (size_t i = 0; databases[i] != NULL; i++) {
+		job->database = databases[i];
+		if (list_database(job, cfg, &count, &estimating) != 0)
+			goto out;
+	}
+	if (job->status_fd >= 0)
+		status_send(job->status_fd, "result ok documents=%zu", count);
+	r = CHILD_EXIT_OK;
+out:
+	job->database = "";
+	bson_strfreev(databases);
 	return r;
 }
 
@@ -313,8 +422,10 @@ static long count_collections(struct export_job *job, bson_error_t *error)
 	uint32_t len;
 	long n = 0;
 
+	const char *kind;
+
 	while (mongoc_cursor_next(cursor, &doc))
-		if (backed_up_name(doc, &len) != NULL)
+		if (backed_up_name(job->database, doc, &len, &kind) != NULL)
 			n++;
 	if (mongoc_cursor_error(cursor, error))
 		n = -1;
@@ -396,7 +507,29 @@ int export_check_connect(struct export_job *job, const struct mab_config *cfg,
 	}
 	check_line(true, "ping %s", hosts);
 
-	if (cfg->all_collections) {
+	if (cfg->all_databases) {
+		char **names = find_databases(job, cfg);
+		size_t n = 0;
+		while (names != NULL && names[n] != NULL)
+			n++;
+		if (names == NULL)
+			check_line(false, "listing the databases failed (see above)");
+		else if (n == 0)
+			check_line(false, "the server holds no database to back up (databases = *; "
+				   "admin, local and config only when named)");
+		else
+			check_line(true, "%zu database%s to back up", n, n == 1 ? "" : "s");
+		failed += n == 0;
+		bson_strfreev(names);
+	}
+	for (size_t i = 0; i < cfg->n_scopes; i++) {
+		const struct mongo_scope *sc = &cfg->scopes[i];
+		job->database = sc->database;
+		if (!sc->collections.all) {
+			for (size_t c = 0; c < sc->collections.n; c++)
+				failed += !check_collection(job, sc->collections.names[c]);
+			continue;
+		}
 		long n = count_collections(job, &error);
 		if (n < 0)
 			check_line(false, "listing the collections of database '%s' failed: %s",
@@ -409,8 +542,7 @@ int export_check_connect(struct export_job *job, const struct mab_config *cfg,
 				   job->database, n, n == 1 ? "" : "s");
 		failed += n <= 0;
 	}
-	for (size_t i = 0; i < cfg->n_collections; i++)
-		failed += !check_collection(job, cfg->collections[i]);
+	job->database = "";
 	return failed ? CHILD_EXIT_FAILED : CHILD_EXIT_OK;
 }
 

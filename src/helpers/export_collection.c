@@ -47,18 +47,23 @@ static void usage(FILE *fp)
 		"Usage: export-collection [-c CONF] [--status-fd N] [--metadata]\n"
 		"                         [--database DB] [--engine zlib|libdeflate|isal]\n"
 		"                         [--level N] [--threads N] COLLECTION\n"
-		"       export-collection [-c CONF] [--database DB] --list\n"
-		"       export-collection [-c CONF] [--database DB] --check-uri | --check-connect\n"
-		"Writes COLLECTION as a gzip-compressed mongodump .bson stream to stdout\n"
-		"(with --metadata: its metadata.json, gzip-compressed; with --list: the\n"
-		"names of the collections a run backs up, each ending in a NUL byte, and\n"
-		"with --status-fd an estimate of each one's size).  The MongoDB URI\n"
-		"comes from the config ([mongodb] uri or uri_file) or MONGODB_URI.\n"
+		"       export-collection [-c CONF] --list\n"
+		"       export-collection [-c CONF] --check-uri | --check-connect\n"
+		"Writes COLLECTION of DB (needed when the configuration names several\n"
+		"databases) as a gzip-compressed mongodump .bson stream to stdout: a\n"
+		"time-series collection's buckets, a view refused; $admin.system.users\n"
+		"and $admin.system.roles are DB's users and roles.  With --metadata: its\n"
+		"metadata.json, gzip-compressed.  With --list: what a run backs up, each\n"
+		"entry three NUL-terminated strings (database, collection, kind:\n"
+		"collection, view, timeseries, users or roles), and with --status-fd an\n"
+		"estimate of each collection's size.  The MongoDB URI comes from the\n"
+		"config ([mongodb] uri or uri_file) or MONGODB_URI.\n"
 		"  --engine, --level, --threads  override [compression] for this export\n"
 		"                   (engines built in: %s)\n"
 		"  --check-uri      only parse the URI (FILE:LINE: problems, exit 2)\n"
-		"  --check-connect  ping the server and check every configured collection,\n"
-		"                   one ok/FAIL line each (exit 0 all ok, 1 any failed)\n",
+		"  --check-connect  ping the server and check every configured database and\n"
+		"                   collection, one ok/FAIL line each (exit 0 all ok, 1 any\n"
+		"                   failed)\n",
 		gzip_engines_built_in());
 }
 
@@ -173,8 +178,7 @@ int main(int argc, char **argv)
 			config_free(&cfg);
 			return CHILD_EXIT_USAGE;
 		}
-		if (job.database == NULL)
-			job.database = cfg.database;
+		job.database = "";
 		r = export_run_checks(&job, &cfg, export_check_connect);
 		config_free(&cfg);
 		return r;
@@ -189,8 +193,18 @@ int main(int argc, char **argv)
 		return CHILD_EXIT_USAGE;
 	}
 	log_set_level(cfg.log_level);
+	if (job.database == NULL && !list) {
+		if (cfg.n_scopes == 1 && !cfg.all_databases) {
+			job.database = cfg.scopes[0].database;
+		} else {
+			report_error(&job, ERR_CLASS_LOCAL, "the configuration backs up several "
+				     "databases: name one with --database");
+			r = CHILD_EXIT_USAGE;
+			goto out_cfg;
+		}
+	}
 	if (job.database == NULL)
-		job.database = cfg.database;
+		job.database = "";
 	if (gzip_choice(&job.gzip, &cfg, engine_arg, level_arg, threads_arg) != 0)
 		goto out_cfg;
 	uri_text = config_mongo_uri(&cfg, err, sizeof(err));
@@ -220,6 +234,14 @@ int main(int argc, char **argv)
 	r = CHILD_EXIT_FAILED;
 	if (list) {
 		r = export_list(&job, &cfg);
+		goto out_mongoc;
+	}
+	if (strcmp(job.collection, AUTH_USERS_NAME) == 0 ||
+	    strcmp(job.collection, AUTH_ROLES_NAME) == 0) {
+		if (metadata)
+			report_error(&job, ERR_CLASS_LOCAL, "%s has no metadata", job.collection);
+		else
+			r = export_auth(&job);
 		goto out_mongoc;
 	}
 	if (lookup_collection(&job) != 0)

@@ -97,13 +97,17 @@ int find_collection(struct export_job *job, const char **class, char *why,
 		goto out;
 	}
 	bson_iter_t it;
-	if (bson_iter_init_find(&it, &job->info, "type") && BSON_ITER_HOLDS_UTF8(&it) &&
-	    strcmp(bson_iter_utf8(&it, NULL), "collection") != 0) {
+	const char *type = "collection";
+	if (bson_iter_init_find(&it, &job->info, "type") && BSON_ITER_HOLDS_UTF8(&it))
+		type = bson_iter_utf8(&it, NULL);
+	if (strcmp(type, "collection") != 0 && strcmp(type, "view") != 0 &&
+	    strcmp(type, "timeseries") != 0) {
 		*class = ERR_CLASS_NOTFOUND;
 		snprintf(why, whylen, "'%s' in database '%s' is a %s, not a collection",
-			 job->collection, job->database, bson_iter_utf8(&it, NULL));
+			 job->collection, job->database, type);
 		goto out;
 	}
+	snprintf(job->type, sizeof(job->type), "%s", type);
 	r = 0;
 out:
 	mongoc_cursor_destroy(cursor);
@@ -123,10 +127,55 @@ int lookup_collection(struct export_job *job)
 	return -1;
 }
 
+/* The documents of one query, gzip'd to stdout with progress records. */
+static int export_query(struct export_job *job, mongoc_collection_t *coll,
+			const bson_t *filter, bool natural);
+
 int export_documents(struct export_job *job)
 {
-	struct gzip_out gz;
+	mongoc_collection_t *buckets = NULL;
 	bson_t filter = BSON_INITIALIZER;
+	char name[512];
+	int r;
+
+	if (strcmp(job->type, "view") == 0) {
+		report_error(job, ERR_CLASS_NOTFOUND, "'%s' in database '%s' is a view: only "
+			     "its definition (--metadata) is backed up, as mongodump does",
+			     job->collection, job->database);
+		return CHILD_EXIT_FAILED;
+	}
+	if (strcmp(job->type, "timeseries") != 0)
+		return export_query(job, job->coll, &filter, true);
+	/* A time-series collection's data is its buckets, as mongodump (before
+	 * MongoDB 8.3) and mongorestore keep them. */
+	snprintf(name, sizeof(name), "system.buckets.%s", job->collection);
+	buckets = mongoc_client_get_collection(job->client, job->database, name);
+	r = export_query(job, buckets, &filter, true);
+	mongoc_collection_destroy(buckets);
+	return r;
+}
+
+/* mongodump --dumpDbUsersAndRoles: the database's users or roles, as
+ * admin.system.users / admin.system.roles hold them. */
+int export_auth(struct export_job *job)
+{
+	bool users = strcmp(job->collection, AUTH_USERS_NAME) == 0;
+	mongoc_collection_t *coll = mongoc_client_get_collection(
+		job->client, "admin", users ? "system.users" : "system.roles");
+	bson_t filter = BSON_INITIALIZER;
+	int r;
+
+	BSON_APPEND_UTF8(&filter, "db", job->database);
+	r = export_query(job, coll, &filter, false);
+	bson_destroy(&filter);
+	mongoc_collection_destroy(coll);
+	return r;
+}
+
+static int export_query(struct export_job *job, mongoc_collection_t *coll,
+			const bson_t *query, bool natural)
+{
+	struct gzip_out gz;
 	bson_t opts = BSON_INITIALIZER;
 	bson_t hint;
 	bson_error_t error;
@@ -142,16 +191,18 @@ int export_documents(struct export_job *job)
 		goto out_nogz;
 	}
 
-	int64_t estimate = mongoc_collection_estimated_document_count(job->coll, NULL,
-								       NULL, NULL, &error);
+	int64_t estimate = natural ? mongoc_collection_estimated_document_count(
+		coll, NULL, NULL, NULL, &error) : -1;
 	if (estimate >= 0 && job->status_fd >= 0)
 		status_send(job->status_fd, "estimate documents=%lld", (long long)estimate);
 
 	/* mongodump's read: the natural order, no sort, no index. */
-	BSON_APPEND_DOCUMENT_BEGIN(&opts, "hint", &hint);
-	BSON_APPEND_INT32(&hint, "$natural", 1);
-	bson_append_document_end(&opts, &hint);
-	cursor = mongoc_collection_find_with_opts(job->coll, &filter, &opts, NULL);
+	if (natural) {
+		BSON_APPEND_DOCUMENT_BEGIN(&opts, "hint", &hint);
+		BSON_APPEND_INT32(&hint, "$natural", 1);
+		bson_append_document_end(&opts, &hint);
+	}
+	cursor = mongoc_collection_find_with_opts(coll, query, &opts, NULL);
 
 	while (mongoc_cursor_next(cursor, &doc)) {
 		if (gzip_out_write(&gz, bson_get_data(doc), doc->len) != 0)
@@ -206,7 +257,6 @@ write_failed:
 	}
 out:
 	mongoc_cursor_destroy(cursor);
-	bson_destroy(&filter);
 	bson_destroy(&opts);
 	gzip_out_free(&gz);
 out_nogz:
@@ -240,15 +290,17 @@ int export_metadata(struct export_job *job)
 	}
 
 	BSON_APPEND_ARRAY_BEGIN(&meta, "indexes", &indexes);
-	cursor = mongoc_collection_find_indexes_with_opts(job->coll, NULL);
-	while (mongoc_cursor_next(cursor, &doc)) {
+	/* A view has no indexes; mongodump does not ask. */
+	bool view = strcmp(job->type, "view") == 0;
+	cursor = view ? NULL : mongoc_collection_find_indexes_with_opts(job->coll, NULL);
+	while (cursor != NULL && mongoc_cursor_next(cursor, &doc)) {
 		char key[16];
 		const char *keyp;
 		bson_uint32_to_string(idx++, &keyp, key, sizeof(key));
 		bson_append_document(&indexes, keyp, -1, doc);
 	}
 	bson_append_array_end(&meta, &indexes);
-	if (mongoc_cursor_error(cursor, &error)) {
+	if (cursor != NULL && mongoc_cursor_error(cursor, &error)) {
 		report_error(job, mongo_error_class(&error),
 			     "listing the indexes of '%s' failed: %s", job->collection,
 			     error.message);
@@ -271,7 +323,7 @@ int export_metadata(struct export_job *job)
 		}
 	}
 	BSON_APPEND_UTF8(&meta, "collectionName", job->collection);
-	BSON_APPEND_UTF8(&meta, "type", "collection");
+	BSON_APPEND_UTF8(&meta, "type", job->type);
 
 	json = bson_as_canonical_extended_json(&meta, &json_len);
 	if (json == NULL) {

@@ -12,6 +12,11 @@
 #include "gzip_out.h"
 #include "mab_config.h"
 
+/* mongodump --dumpDbUsersAndRoles' names for a database's users and
+ * roles (from admin.system.users / admin.system.roles). */
+#define AUTH_USERS_NAME "$admin.system.users"
+#define AUTH_ROLES_NAME "$admin.system.roles"
+
 struct export_job {
 	const char *collection;
 	const char *database;
@@ -20,12 +25,15 @@ struct export_job {
 	mongoc_client_t *client;
 	mongoc_collection_t *coll;
 	bson_t info;             /* listCollections entry */
+	char type[16];           /* its type: collection, view or timeseries */
 	bool have_info;
 };
 
 /* export_dump.c */
 int export_documents(struct export_job *job);
 int export_metadata(struct export_job *job);
+/* AUTH_USERS_NAME / AUTH_ROLES_NAME of job->database. */
+int export_auth(struct export_job *job);
 int find_collection(struct export_job *job, const char **class, char *why,
 		    size_t whylen);
 int lookup_collection(struct export_job *job);

@@ -163,8 +163,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(cfg.cron != NULL && *cfg.cron != '\0', "no cron");
 		FUZZ_CHECK(cfg.container != NULL && strlen(cfg.container) >= 3 &&
 			   strlen(cfg.container) <= 63, "bad container accepted");
-		FUZZ_CHECK(cfg.all_collections || cfg.n_collections > 0, "no collections");
-		FUZZ_CHECK(cfg.collections != NULL && cfg.collections[cfg.n_collections] == NULL,
+		FUZZ_CHECK(cfg.all_databases || cfg.n_scopes > 0, "nothing to back up");
+		for (size_t i = 0; i < cfg.n_scopes; i++)
+			FUZZ_CHECK(cfg.scopes[i].collections.all || cfg.scopes[i].collections.n > 0,
+				   "no collections in %s", cfg.scopes[i].database);
+		FUZZ_CHECK(cfg.collections.names != NULL &&
+			   cfg.collections.names[cfg.collections.n] == NULL,
 			   "collections not NULL-terminated");
 		FUZZ_CHECK(cfg.parallel >= 1 && cfg.parallel <= 256, "parallel %d", cfg.parallel);
 		int lmin, lmax, ldflt;

@@ -82,9 +82,10 @@ static const struct key_spec key_table[] = {
 
 	{ "mongodb", "uri", KEY_STRING, F(mongo_uri), 0, 0, "", true },
 	{ "mongodb", "uri_file", KEY_STRING, F(mongo_uri_file), 0, 0, "", false },
-	{ "mongodb", "database", KEY_NAME, F(database), 0, 0, "tralivali", false },
-	{ "mongodb", "collections", KEY_COLLECTIONS, 0, 0, 0,
-	  "users, conversations, messages, invites, files", false },
+	{ "mongodb", "database", KEY_STRING, F(database), 0, 0, "", false },
+	{ "mongodb", "databases", KEY_STRING, F(databases), 0, 0, "", false },
+	{ "mongodb", "collections", KEY_COLLECTIONS, 0, 0, 0, "*", false },
+	{ "mongodb", "users_and_roles", KEY_BOOL, F(users_and_roles), 0, 0, "no", false },
 
 	{ "azure", "connection_string", KEY_STRING, F(connection_string), 0, 0, "", true },
 	{ "azure", "connection_string_file", KEY_STRING, F(connection_string_file), 0, 0, "", false },
@@ -102,7 +103,7 @@ static const struct key_spec key_table[] = {
 	{ "azure", "ca_file", KEY_STRING, F(ca_file), 0, 0, "", false },
 	{ "azure", "container", KEY_NAME, F(container), 0, 0, "backups", false },
 	{ "azure", "blob_path", KEY_NAME, F(blob_path), 0, 0,
-	  "backups/{date}/tralivali_{collection}.bson.gz", true },
+	  "backups/{date}/{database}_{collection}.bson.gz", true },
 	{ "azure", "block_size", KEY_SIZE, F(block_size), 1 << 20, 4000LL << 20, "8M", false },
 	{ "azure", "upload_concurrency", KEY_INT, F(upload_concurrency), 1, 64, "4", false },
 	{ "azure", "create_container", KEY_BOOL, F(create_container), 0, 0, "yes", false },
@@ -171,6 +172,8 @@ struct parse_state {
 	int seen_line[N_KEYS];
 	char *raw[N_KEYS];       /* values as written, applied after parsing */
 	char last_section[64];
+	struct db_section *sections;   /* [mongodb.NAME], in file order */
+	size_t n_sections;
 };
 
 static void report(struct parse_state *ps, int line, const char *fmt, ...)
@@ -193,52 +196,13 @@ static void report(struct parse_state *ps, int line, const char *fmt, ...)
 
 static int set_collections(struct parse_state *ps, int line, const char *value)
 {
-	struct mab_config *cfg = ps->cfg;
-	const char *p = value;
-	int r = -1;
+	char err[512];
 
-	config_free_collections(cfg);
-	if (strcmp(value, "*") == 0) {
-		cfg->all_collections = true;
-		cfg->collections = calloc(1, sizeof(char *));
-		return cfg->collections == NULL ? -1 : 0;
+	if (config_parse_names(value, false, &ps->cfg->collections, err, sizeof(err)) != 0) {
+		report(ps, line, "%s", err);
+		return -1;
 	}
-	size_t cap = 1;
-	for (const char *q = value; *q != '\0'; q++)
-		if (*q == ',')
-			cap++;
-	cfg->collections = calloc(cap + 1, sizeof(char *));
-	if (cfg->collections == NULL)
-		goto out;
-	for (;;) {
-		size_t len = strcspn(p, ",");
-		char *name = config_trim_copy(p, len);
-		if (name == NULL)
-			goto out;
-		const char *problem = config_collection_name_problem(name);
-		if (problem != NULL) {
-			report(ps, line, "collections: %s%s%s", problem,
-			       *name ? ": " : "", name);
-			free(name);
-			goto out;
-		}
-		for (size_t i = 0; i < cfg->n_collections; i++) {
-			if (strcmp(cfg->collections[i], name) == 0) {
-				report(ps, line, "collections: '%s' is listed twice", name);
-				free(name);
-				goto out;
-			}
-		}
-		cfg->collections[cfg->n_collections++] = name;
-		if (p[len] == '\0')
-			break;
-		p += len + 1;
-	}
-	r = 0;
-out:
-	if (r != 0)
-		config_free_collections(cfg);
-	return r;
+	return 0;
 }
 
 static bool whole_in_range(const char *value, const struct key_spec *spec, int *out)
@@ -421,6 +385,54 @@ static bool section_known(const char *section)
 	return false;
 }
 
+/* A key of [mongodb.NAME]: only collections, parsed with the rest. */
+static int database_section(struct parse_state *ps, const char *section, const char *database,
+			    const char *name, const char *value)
+{
+	struct db_section *sec = ps->n_sections ? &ps->sections[ps->n_sections - 1] : NULL;
+
+	if (sec == NULL || strcmp(ps->last_section, section) != 0) {
+		struct db_section *grown = realloc(ps->sections,
+						   (ps->n_sections + 1) * sizeof(*grown));
+		if (grown == NULL) {
+			report(ps, ps->line, "out of memory");
+			return 1;
+		}
+		ps->sections = grown;
+		sec = &ps->sections[ps->n_sections];
+		memset(sec, 0, sizeof(*sec));
+		sec->database = strdup(database);
+		sec->line = ps->line;
+		if (sec->database == NULL) {
+			report(ps, ps->line, "out of memory");
+			return 1;
+		}
+		ps->n_sections++;
+		snprintf(ps->last_section, sizeof(ps->last_section), "%s", section);
+	}
+	if (strcasecmp(name, "collections") != 0) {
+		report(ps, ps->line, "unknown key '%s' in section [%s] (it takes collections)",
+		       name, section);
+		return 1;
+	}
+	char *joined = NULL;
+	if (sec->raw != NULL && !ps->line_continues) {
+		report(ps, ps->line, "'collections' in [%s] is already set on line %d", section,
+		       sec->raw_line);
+		return 1;
+	}
+	if (asprintf(&joined, "%s%s%s", sec->raw ? sec->raw : "",
+		     sec->raw && !ps->line_is_chunk ? " " : "", value) < 0) {
+		report(ps, ps->line, "out of memory");
+		return 1;
+	}
+	free(sec->raw);
+	sec->raw = joined;
+	if (sec->raw_line == 0)
+		sec->raw_line = ps->line;
+	return 1;
+}
+
 static int config_ini_handler(void *user, const char *section, const char *name,
 			      const char *value)
 {
@@ -428,6 +440,8 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 	const struct key_spec *spec;
 	size_t index;
 
+	if (strncasecmp(section, "mongodb.", 8) == 0)
+		return database_section(ps, section, section + 8, name, value);
 	if (!section_known(section)) {
 		/* One report per unknown section, not one per key in it. */
 		if (strcmp(ps->last_section, section) != 0)
@@ -559,11 +573,6 @@ static bool container_name_ok(const char *name)
 			return false;
 	}
 	return true;
-}
-
-static bool database_name_ok(const char *name)
-{
-	return *name != '\0' && strlen(name) < 64 && strpbrk(name, "/\\. \"$*<>:|?") == NULL;
 }
 
 /* A schedule that parses but never fires would leave the daemon idle for
@@ -779,6 +788,83 @@ static void check_compression(struct parse_state *ps)
 	}
 }
 
+static void report_at(void *ctx, int line, const char *message)
+{
+	report(ctx, line, "%s", message);
+}
+
+/* The databases and collections a run backs up, and blob names that
+ * tell them apart. */
+static void check_scopes(struct parse_state *ps)
+{
+	struct mab_config *cfg = ps->cfg;
+	struct scope_input in = {
+		.sections = ps->sections, .n_sections = ps->n_sections,
+		.collections = cfg->collections,
+		.database_line = line_of(ps, "mongodb", "database"),
+		.databases_line = line_of(ps, "mongodb", "databases"),
+		.collections_line = line_of(ps, "mongodb", "collections"),
+	};
+
+	for (size_t i = 0; i < ps->n_sections; i++) {
+		struct db_section *sec = &ps->sections[i];
+		char err[512];
+		if (sec->raw == NULL)
+			continue;
+		sec->has_collections = true;
+		if (config_parse_names(sec->raw, false, &sec->collections, err, sizeof(err)) != 0)
+			report(ps, sec->raw_line, "[mongodb.%s] %s", sec->database, err);
+	}
+	if (config_resolve_scopes(cfg, &in, report_at, ps) != 0 ||
+	    path_template_check(cfg->blob_path, (char[8]){ 0 }, 8) != 0)
+		return;
+	bool several = cfg->all_databases || cfg->n_scopes > 1;
+	if (several && strstr(cfg->blob_path, "{database}") == NULL) {
+		report(ps, line_of(ps, "azure", "blob_path"),
+		       "blob_path: '%s' has no {database}, so the same collection name in two "
+		       "databases would get one blob; with several databases put {database} "
+		       "in its last segment (the default is "
+		       "backups/{date}/{database}_{collection}.bson.gz)", cfg->blob_path);
+		return;
+	}
+	/* Named collections: their names, rendered, must differ
+	 * ("a_b" + "c" and "a" + "b_c" give one name with {database}_). */
+	size_t n = 0;
+	for (size_t i = 0; i < cfg->n_scopes; i++)
+		n += cfg->scopes[i].collections.n;
+	char (*names)[BLOB_NAME_MAX] = n ? calloc(n, BLOB_NAME_MAX) : NULL;
+	const char **owner = n ? calloc(n, 2 * sizeof(char *)) : NULL;
+	if (n && (names == NULL || owner == NULL))
+		goto out;
+	size_t k = 0;
+	for (size_t i = 0; i < cfg->n_scopes; i++) {
+		const struct mongo_scope *sc = &cfg->scopes[i];
+		for (size_t c = 0; c < sc->collections.n; c++, k++) {
+			owner[2 * k] = sc->database;
+			owner[2 * k + 1] = sc->collections.names[c];
+			if (path_template_render(cfg->blob_path, sc->database,
+						 sc->collections.names[c], 0, names[k],
+						 BLOB_NAME_MAX) != 0) {
+				report(ps, line_of(ps, "azure", "blob_path"), "blob_path: the blob "
+				       "name of %s.%s would be longer than %d bytes", sc->database,
+				       sc->collections.names[c], BLOB_NAME_MAX - 1);
+				goto out;
+			}
+			for (size_t m = 0; m < k; m++)
+				if (strcmp(names[m], names[k]) == 0) {
+					report(ps, line_of(ps, "azure", "blob_path"),
+					       "blob_path: %s.%s and %s.%s would both be written "
+					       "to %s", owner[2 * m], owner[2 * m + 1], sc->database,
+					       sc->collections.names[c], names[k]);
+					goto out;
+				}
+		}
+	}
+out:
+	free(names);
+	free(owner);
+}
+
 static void check_whole(struct parse_state *ps)
 {
 	struct mab_config *cfg = ps->cfg;
@@ -790,12 +876,7 @@ static void check_whole(struct parse_state *ps)
 		report(ps, line_of(ps, "azure", "container"),
 		       "container: '%s' is not a valid container name (3-63 lowercase "
 		       "letters, digits and single hyphens)", cfg->container);
-	if (!database_name_ok(cfg->database))
-		report(ps, line_of(ps, "mongodb", "database"),
-		       "database: '%s' is not a valid database name", cfg->database);
-	if (!cfg->all_collections && cfg->n_collections == 0)
-		report(ps, line_of(ps, "mongodb", "collections"),
-		       "collections: name at least one collection, or *");
+	check_scopes(ps);
 	if (*cfg->connection_string && *cfg->connection_string_file)
 		report(ps, line_of(ps, "azure", "connection_string_file"),
 		       "set connection_string or connection_string_file, not both");
@@ -820,6 +901,7 @@ void config_defaults(struct mab_config *cfg)
 		if (apply_value(&ps, &key_table[i], 0, key_table[i].dflt) != 0)
 			msg_fatal(70, "internal: default for %s.%s does not parse",
 				  key_table[i].section, key_table[i].name);
+	check_scopes(&ps);
 	check_compression(&ps);
 	if (*cfg->authority_host == '\0') {
 		free(cfg->authority_host);
@@ -907,6 +989,12 @@ int config_load(const char *path, struct mab_config *cfg,
 		report(&ps, 0, "cannot parse (out of memory?)");
 	}
 	check_whole(&ps);
+	for (size_t i = 0; i < ps.n_sections; i++) {
+		free(ps.sections[i].database);
+		free(ps.sections[i].raw);
+		name_list_free(&ps.sections[i].collections);
+	}
+	free(ps.sections);
 	return ps.problems;
 }
 
@@ -919,7 +1007,8 @@ void config_free(struct mab_config *cfg)
 			*field = NULL;
 		}
 	}
-	config_free_collections(cfg);
+	name_list_free(&cfg->collections);
+	config_free_scopes(cfg);
 	free(cfg->path);
 	cfg->path = NULL;
 	if (cfg->text != NULL)

@@ -28,6 +28,20 @@ enum azure_auth {
 #define AZURE_AUTH_DEFAULT_AUTHORITY "https://login.microsoftonline.com"
 #define AZURE_AUTH_DEFAULT_IMDS "http://169.254.169.254/metadata/identity/oauth2/token"
 
+/* A list of names from the file, or "*" (all). */
+struct name_list {
+	char **names;                  /* NULL-terminated; empty when all */
+	size_t n;
+	bool all;
+};
+
+/* One database a run backs up and which of its collections. */
+struct mongo_scope {
+	char *database;
+	struct name_list collections;
+	int line;                      /* where it was named; 0: nowhere */
+};
+
 struct mab_config {
 	char *path;
 	char *text;                    /* the file as read (may hold secrets) */
@@ -41,10 +55,16 @@ struct mab_config {
 	/* [mongodb] (uri may hold a password: never log it) */
 	char *mongo_uri;
 	char *mongo_uri_file;
-	char *database;
-	char **collections;            /* NULL-terminated; empty when all */
-	size_t n_collections;
-	bool all_collections;          /* collections = * */
+	char *database;                /* the one-database form, or "" */
+	char *databases;               /* as written: "a, b", "*" or "" */
+	struct name_list collections;  /* [mongodb] collections (with database) */
+	bool users_and_roles;
+	/* What a run backs up, resolved from the keys above and the
+	 * [mongodb.NAME] sections: every database found at the run's start
+	 * (all_databases: databases = *, or neither key), else the scopes. */
+	bool all_databases;
+	struct mongo_scope *scopes;    /* the named databases, in order */
+	size_t n_scopes;
 
 	/* [azure] (connection_string holds the key: never log it) */
 	char *connection_string;
@@ -119,6 +139,20 @@ struct mab_config {
 	 * mab_config.c's key table; read it with config_key_line(). */
 	int key_lines[MAB_CONFIG_MAX_KEYS];
 };
+
+/* mab_config_scope.c: the databases and collections of a run. */
+void name_list_free(struct name_list *l);
+int config_parse_names(const char *value, bool databases, struct name_list *out,
+		       char *err, size_t errlen);
+bool config_database_name_ok(const char *name);
+void config_free_scopes(struct mab_config *cfg);
+/* The scope of a database named in the configuration, or NULL. */
+const struct mongo_scope *config_scope(const struct mab_config *cfg, const char *database);
+/* Whether a database found on the server is backed up. */
+bool config_database_backed_up(const struct mab_config *cfg, const char *database);
+/* Whether a collection found in a database is left out, as mongodump
+ * leaves it out. */
+bool config_collection_skipped(const char *database, const char *collection);
 
 /* Called once per problem with "FILE:LINE: message" (LINE 0: whole file). */
 typedef void (*config_report_fn)(void *ctx, const char *message);

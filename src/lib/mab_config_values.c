@@ -118,17 +118,6 @@ char *config_trim_copy(const char *start, size_t len)
 	return strndup(start, len);
 }
 
-void config_free_collections(struct mab_config *cfg)
-{
-	if (cfg->collections != NULL)
-		for (size_t i = 0; i < cfg->n_collections; i++)
-			free(cfg->collections[i]);
-	free(cfg->collections);
-	cfg->collections = NULL;
-	cfg->n_collections = 0;
-	cfg->all_collections = false;
-}
-
 /* MongoDB forbids '$' and NUL in collection names and "system." is internal. */
 const char *config_collection_name_problem(const char *name)
 {

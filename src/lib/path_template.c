@@ -10,13 +10,14 @@
 #define DATA_SUFFIX ".bson.gz"
 #define METADATA_SUFFIX ".metadata.json.gz"
 
-static const char *const placeholders[] = { "{date}", "{time}", "{collection}" };
+static const char *const placeholders[] = { "{date}", "{time}", "{collection}", "{database}" };
 
 int path_template_check(const char *tmpl, char *err, size_t errlen)
 {
 	const char *last_slash = strrchr(tmpl, '/');
 	const char *coll = strstr(tmpl, "{collection}");
 	const char *date = strstr(tmpl, "{date}");
+	const char *db = strstr(tmpl, "{database}");
 	size_t len = strlen(tmpl);
 
 	if (len == 0 || len > 512) {
@@ -34,7 +35,7 @@ int path_template_check(const char *tmpl, char *err, size_t errlen)
 				known = true;
 		if (!known) {
 			snprintf(err, errlen, "unknown placeholder at '%.20s' (known: {date}, "
-				 "{time}, {collection})", p);
+				 "{time}, {collection}, {database})", p);
 			return -1;
 		}
 	}
@@ -54,6 +55,12 @@ int path_template_check(const char *tmpl, char *err, size_t errlen)
 	    (last_slash != NULL && coll < last_slash)) {
 		snprintf(err, errlen, "'%s' must contain {collection} once, in its last "
 			 "segment", tmpl);
+		return -1;
+	}
+	if (db != NULL && (strstr(db + 1, "{database}") != NULL ||
+			   (last_slash != NULL && db < last_slash))) {
+		snprintf(err, errlen, "'%s' may contain {database} once, in its last "
+			 "segment (a set holds every database of a run)", tmpl);
 		return -1;
 	}
 	if (date == NULL || last_slash == NULL || date > last_slash) {
@@ -93,10 +100,10 @@ int path_escape_collection(const char *collection, char *out, size_t outlen)
 	return 0;
 }
 
-int path_template_render(const char *tmpl, const char *collection, time_t run_start,
-			 char *out, size_t outlen)
+int path_template_render(const char *tmpl, const char *database, const char *collection,
+			 time_t run_start, char *out, size_t outlen)
 {
-	char date[16], clock[16], escaped[BLOB_NAME_MAX];
+	char date[16], clock[16], escaped[BLOB_NAME_MAX], escaped_db[256];
 	struct tm tm;
 	size_t n = 0;
 
@@ -104,7 +111,8 @@ int path_template_render(const char *tmpl, const char *collection, time_t run_st
 		return -1;
 	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
 	strftime(clock, sizeof(clock), "%H%M%S", &tm);
-	if (path_escape_collection(collection, escaped, sizeof(escaped)) != 0)
+	if (path_escape_collection(collection, escaped, sizeof(escaped)) != 0 ||
+	    path_escape_collection(database, escaped_db, sizeof(escaped_db)) != 0)
 		return -1;
 
 	for (const char *p = tmpl; *p != '\0';) {
@@ -116,6 +124,8 @@ int path_template_render(const char *tmpl, const char *collection, time_t run_st
 			piece = clock; skip = 6;
 		} else if (strncmp(p, "{collection}", 12) == 0) {
 			piece = escaped; skip = 12;
+		} else if (strncmp(p, "{database}", 10) == 0) {
+			piece = escaped_db; skip = 10;
 		} else {
 			piece = p;
 		}

@@ -2,8 +2,9 @@
  * collection, and the names derived from it (metadata blob, set folder).
  *
  * Placeholders: {date} (YYYY-MM-DD, UTC start of the run), {time} (HHMMSS
- * UTC), {collection}.  {collection} must be in the last segment and {date}
- * in an earlier one, so one folder is one backup set.
+ * UTC), {database}, {collection}.  {collection} (and {database}, when
+ * there) must be in the last segment and {date} in an earlier one, so one
+ * folder is one backup set.
  *
  * Every run has a set of its own.  When the rendered folder already holds
  * one (a second run on the same day), the run's folder gets a sequence
@@ -20,11 +21,11 @@
 
 /* 0 if usable, else -1 with the reason in err. */
 int path_template_check(const char *tmpl, char *err, size_t errlen);
-/* Renders the data blob name; collection names are percent-escaped outside
- * [A-Za-z0-9._-] so that '/' or odd bytes never create folders.  -1 when the
- * result does not fit. */
-int path_template_render(const char *tmpl, const char *collection, time_t run_start,
-			 char *out, size_t outlen);
+/* Renders the data blob name; database and collection names are
+ * percent-escaped outside [A-Za-z0-9._-] so that '/' or odd bytes never
+ * create folders.  -1 when the result does not fit. */
+int path_template_render(const char *tmpl, const char *database, const char *collection,
+			 time_t run_start, char *out, size_t outlen);
 /* "x/tralivali_users.bson.gz" -> "x/tralivali_users.metadata.json.gz". */
 int path_metadata_name(const char *blob_name, char *out, size_t outlen);
 /* The set folder of a rendered blob name, with its trailing '/'. */

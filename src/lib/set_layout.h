@@ -6,7 +6,7 @@
 #ifndef MAB_SET_LAYOUT_H
 #define MAB_SET_LAYOUT_H
 
-#define MANIFEST_FORMAT 1
+#define MANIFEST_FORMAT 2
 #define MANIFEST_NAME "manifest.json"
 
 #endif

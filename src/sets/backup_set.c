@@ -120,6 +120,8 @@ int sets_scan(struct azure_client *c, struct set_list *out, struct azure_error *
 
 void coll_free(struct set_coll *c)
 {
+	free(c->database);
+	free(c->type);
 	free(c->name);
 	free(c->result);
 	free(c->blob);

@@ -33,9 +33,11 @@
 #define SET_JSON_MAX (16u << 20)
 
 struct set_coll {
+	char *database;           /* its own, or (format 1) the set's */
 	char *name;
+	char *type;               /* collection, view, timeseries, users, roles */
 	char *result;             /* "ok", "failed", "pending" (the run's word) */
-	char *blob;               /* full blob name */
+	char *blob;               /* full blob name; NULL for a view */
 	char *metadata_blob;      /* full blob name, NULL when not recorded */
 	char *sha256;             /* hex, NULL when not recorded */
 	char *md5;                /* base64, NULL when not recorded */
@@ -53,7 +55,8 @@ struct backup_set {
 	bool loaded;              /* manifest read and understood */
 	char *load_error;         /* else why not */
 	bool complete;
-	char *database, *run_id, *started, *finished, *version;
+	char *database;           /* the one database, or NULL when several */
+	char *run_id, *started, *finished, *version;
 	struct set_coll *colls;
 	size_t n_colls;
 
@@ -89,6 +92,10 @@ void sets_sort(struct set_list *l);
 int set_parse_manifest(struct backup_set *s, const char *json, size_t len, char *err,
 		       size_t errlen);
 
+/* The entries of a database's users and roles (mongodump's names). */
+#define SET_AUTH_USERS "$admin.system.users"
+#define SET_AUTH_ROLES "$admin.system.roles"
+
 /* MongoDB's limit on "database.collection", in bytes. */
 #define SET_NAMESPACE_MAX 255
 
@@ -100,9 +107,8 @@ int set_parse_manifest(struct backup_set *s, const char *json, size_t len, char 
  * " $ * < > : | ? and, because it becomes a directory, no control
  * character. */
 bool set_valid_database(const char *name, char *why, size_t len);
-/* A collection name as MongoDB takes it (not empty, no '$', not a
- * "system." collection, which are never backed up) whose namespace in
- * database db fits SET_NAMESPACE_MAX. */
+/* A collection name as MongoDB takes it (not empty, no '$') whose
+ * namespace in database db fits SET_NAMESPACE_MAX. */
 bool set_valid_collection(const char *db, const char *name, char *why, size_t len);
 /* A blob name inside folder ("" is the container's root): a valid blob
  * name below the folder whose every segment is neither empty nor "." or

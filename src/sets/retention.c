@@ -156,21 +156,24 @@ static bool match_sequence(const char **p, unsigned *seq)
 	return true;
 }
 
-/* Does name match the file part of blob_path?  {collection} stands for a
- * name escaped as path_template_render does (at least one character). */
+/* Does name match the file part of blob_path?  {collection} and
+ * {database} stand for a name escaped as path_template_render does (at
+ * least one character). */
 static bool match_file(const char *t, const char *p)
 {
 	long v;
 
 	while (*t != '\0') {
-		if (strncmp(t, "{collection}", 12) == 0) {
+		size_t ph = strncmp(t, "{collection}", 12) == 0 ? 12 :
+			    strncmp(t, "{database}", 10) == 0 ? 10 : 0;
+		if (ph > 0) {
 			for (const char *q = p; *q != '\0'; q++) {
 				bool ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
 					  (*q >= '0' && *q <= '9') || *q == '.' || *q == '_' ||
 					  *q == '-' || *q == '%';
 				if (!ok)
 					return false;
-				if (match_file(t + 12, q + 1))
+				if (match_file(t + ph, q + 1))
 					return true;
 			}
 			return false;

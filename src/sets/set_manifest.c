@@ -66,13 +66,33 @@ static int check_coll(const struct backup_set *s, const struct set_coll *c, char
 		      size_t errlen)
 {
 	char why[256], a[80], b[200];
+	bool auth = strcmp(c->type, "users") == 0 || strcmp(c->type, "roles") == 0;
 
-	if (!set_valid_collection(s->database, c->name, why, sizeof(why))) {
-		snprintf(err, errlen, "collection '%s': %s", set_show_name(c->name, a, sizeof(a)),
-			 why);
+	if (!set_valid_database(c->database, why, sizeof(why))) {
+		snprintf(err, errlen, "collection '%s': database '%s': %s",
+			 set_show_name(c->name, a, sizeof(a)),
+			 set_show_name(c->database, b, sizeof(b)), why);
 		return -1;
 	}
-	if (!set_blob_in_folder(s->folder, c->blob, why, sizeof(why))) {
+	if (strcmp(c->type, "collection") != 0 && strcmp(c->type, "view") != 0 &&
+	    strcmp(c->type, "timeseries") != 0 && !auth) {
+		snprintf(err, errlen, "collection '%s': unknown type '%s'",
+			 set_show_name(c->name, a, sizeof(a)), set_show_name(c->type, b, sizeof(b)));
+		return -1;
+	}
+	if (auth ? strcmp(c->name, strcmp(c->type, "users") == 0 ? SET_AUTH_USERS
+							       : SET_AUTH_ROLES) != 0
+		 : !set_valid_collection(c->database, c->name, why, sizeof(why))) {
+		snprintf(err, errlen, "collection '%s': %s", set_show_name(c->name, a, sizeof(a)),
+			 auth ? "not the name of a database's users or roles" : why);
+		return -1;
+	}
+	if ((c->blob == NULL) != (strcmp(c->type, "view") == 0)) {
+		snprintf(err, errlen, "collection '%s': %s", set_show_name(c->name, a, sizeof(a)),
+			 c->blob == NULL ? "no data blob" : "a view with a data blob");
+		return -1;
+	}
+	if (c->blob != NULL && !set_blob_in_folder(s->folder, c->blob, why, sizeof(why))) {
 		snprintf(err, errlen, "collection '%s': data blob '%s' is refused: %s",
 			 set_show_name(c->name, a, sizeof(a)), set_show_name(c->blob, b, sizeof(b)),
 			 why);
@@ -85,9 +105,16 @@ static int check_coll(const struct backup_set *s, const struct set_coll *c, char
 			 set_show_name(c->metadata_blob, b, sizeof(b)), why);
 		return -1;
 	}
+	if (c->metadata_blob == NULL && strcmp(c->type, "view") == 0) {
+		snprintf(err, errlen, "view '%s' has no metadata blob",
+			 set_show_name(c->name, a, sizeof(a)));
+		return -1;
+	}
 	for (size_t i = 0; i < s->n_colls; i++)
-		if (strcmp(s->colls[i].name, c->name) == 0) {
-			snprintf(err, errlen, "collection '%s' is listed twice",
+		if (strcmp(s->colls[i].name, c->name) == 0 &&
+		    strcmp(s->colls[i].database, c->database) == 0) {
+			snprintf(err, errlen, "collection '%s.%s' is listed twice",
+				 set_show_name(c->database, b, sizeof(b)),
 				 set_show_name(c->name, a, sizeof(a)));
 			return -1;
 		}
@@ -101,6 +128,8 @@ static int parse_coll(struct backup_set *s, const bson_t *e, struct set_coll *c,
 	char *blob = dup_utf8(e, "blob", &nul), *meta = dup_utf8(e, "metadata_blob", &nul);
 
 	memset(c, 0, sizeof(*c));
+	c->database = dup_utf8(e, "database", &nul);
+	c->type = dup_utf8(e, "type", &nul);
 	c->name = dup_utf8(e, "name", &nul);
 	c->result = dup_utf8(e, "result", &nul);
 	c->blob = full_name(s->folder, blob);
@@ -117,9 +146,17 @@ static int parse_coll(struct backup_set *s, const bson_t *e, struct set_coll *c,
 		snprintf(err, errlen, "a collection entry holds a string with a NUL byte");
 		goto fail;
 	}
-	if (c->name == NULL || c->blob == NULL) {
-		snprintf(err, errlen, "a collection entry has no %s",
-			 c->name == NULL ? "name" : "blob");
+	if (c->name == NULL) {
+		snprintf(err, errlen, "a collection entry has no name");
+		goto fail;
+	}
+	/* Format 1: one database for the set, every entry a collection. */
+	if (c->database == NULL && s->database != NULL)
+		c->database = strdup(s->database);
+	if (c->type == NULL)
+		c->type = strdup("collection");
+	if (c->database == NULL || c->type == NULL) {
+		snprintf(err, errlen, "a collection entry has no database");
 		goto fail;
 	}
 	if (check_coll(s, c, err, errlen) != 0)
@@ -174,12 +211,9 @@ int set_parse_manifest(struct backup_set *s, const char *json, size_t len, char 
 		snprintf(err, errlen, "a string holds a NUL byte");
 		goto out;
 	}
-	/* Checked first: the collections' namespaces are measured with it. */
-	if (s->database == NULL) {
-		snprintf(err, errlen, "no \"database\"");
-		goto out;
-	}
-	if (!set_valid_database(s->database, why, sizeof(why))) {
+	/* Checked first: the collections' namespaces are measured with it.
+	 * A set of several databases names each in its entries. */
+	if (s->database != NULL && !set_valid_database(s->database, why, sizeof(why))) {
 		snprintf(err, errlen, "database '%s': %s",
 			 set_show_name(s->database, shown, sizeof(shown)), why);
 		goto out;

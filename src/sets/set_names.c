@@ -117,11 +117,6 @@ bool set_valid_collection(const char *db, const char *name, char *why, size_t le
 		snprintf(why, len, "the collection name holds '$', which MongoDB reserves");
 		return false;
 	}
-	/* The exporter skips them and [mongodb] collections refuses them. */
-	if (strncmp(name, "system.", 7) == 0) {
-		snprintf(why, len, "\"system.\" collections are MongoDB's own and never backed up");
-		return false;
-	}
 	if (strlen(db) + 1 + n > SET_NAMESPACE_MAX) {
 		snprintf(why, len, "the collection name is %zu bytes long: with database '%s' "
 			 "that is more than MongoDB's %d-byte namespace", n, db, SET_NAMESPACE_MAX);

@@ -442,6 +442,8 @@ void backup_run_free(struct backup_run *run)
 		if (pl->uploader.status_fd >= 0)
 			close(pl->uploader.status_fd);
 		free(run->jobs[i].name);
+		free(run->jobs[i].database);
+		free(run->jobs[i].label);
 	}
 	if (run->manifest.uploader.status_fd >= 0)
 		close(run->manifest.uploader.status_fd);

@@ -71,10 +71,19 @@ struct pipeline {
 	uint64_t uploaded_bytes;
 };
 
+/* What a job backs up, as mongodump dumps it: a collection's documents
+ * and metadata; a view's definition only (metadata); a time-series
+ * collection's buckets and metadata; a database's users or roles (data
+ * only). */
+enum job_kind { KIND_COLLECTION, KIND_VIEW, KIND_TIMESERIES, KIND_USERS, KIND_ROLES };
+
 struct collection_job {
+	char *database;
 	char *name;
-	char blob[BLOB_NAME_MAX];
-	char metadata_blob[BLOB_NAME_MAX];
+	char *label;              /* name, or database.name when a run has several */
+	enum job_kind kind;
+	char blob[BLOB_NAME_MAX];          /* "" for a view */
+	char metadata_blob[BLOB_NAME_MAX]; /* "" for users and roles */
 	enum job_state state;
 	int attempts;
 	time_t not_before;
@@ -154,9 +163,11 @@ struct run_as;
  * Every upload asks the storage breaker first and reports back to it; the
  * helpers run as run_as.  -1 with run->failure set when it cannot start
  * (an unreadable secret file, say). */
+const char *job_kind_name(enum job_kind kind);
+int job_kind_from_name(const char *name);   /* -1 when unknown */
+
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     struct breaker *breaker, const struct run_as *run_as,
-		     char *const *collections, size_t n_collections);
+		     struct breaker *breaker, const struct run_as *run_as);
 /* Fills up to max pollfds; returns how many. */
 size_t backup_run_pollfds(struct backup_run *run, struct pollfd *fds, size_t max);
 /* Milliseconds until the run wants to be woken without an event (-1: never). */

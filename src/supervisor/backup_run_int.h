@@ -60,7 +60,13 @@ bool uploader_died(const struct pipeline *pl);
 double br_wall_seconds(void);
 
 /* backup_run_plan.c */
-int create_jobs(struct backup_run *run, char *const *collections, size_t n);
+/* One thing a run backs up, as listed. */
+struct job_entry {
+	const char *database;
+	const char *name;
+	enum job_kind kind;
+};
+int create_jobs(struct backup_run *run, const struct job_entry *entries, size_t n);
 int name_blobs(struct backup_run *run);
 void order_jobs(struct backup_run *run, bool use_sizes);
 void read_list(struct backup_run *run);

@@ -35,7 +35,8 @@
 
 /* export-collection [--metadata] | upload-blob */
 static int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
-				 const char *collection, bool metadata, char *err, size_t errlen)
+				 const struct collection_job *job, bool metadata, char *err,
+				 size_t errlen)
 {
 	char path[PATH_MAX];
 	int data[2] = { -1, -1 }, sv[2] = { -1, -1 };
@@ -61,10 +62,10 @@ static int start_export_pipeline(struct backup_run *run, struct pipeline *pl,
 	}
 	snprintf(path, sizeof(path), "%s/export-collection", helper_dir());
 	char *argv[] = { "export-collection", "-c", run->config_path, "--status-fd", "3",
-			 (char *)collection, NULL, NULL };
+			 "--database", job->database, job->name, NULL, NULL };
 	if (metadata) {
-		argv[5] = "--metadata";
-		argv[6] = (char *)collection;
+		argv[7] = "--metadata";
+		argv[8] = job->name;
 	}
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
@@ -114,7 +115,7 @@ void job_fail(struct backup_run *run, struct collection_job *job, const char *wh
 	job->seconds = monotonic_seconds() - job->started;
 	run->n_failed++;
 	msg_error("collection %s: FAILED after %.1f s: %s; nothing committed for %s",
-		  job->name, job->seconds, why, job->blob);
+		  job->label, job->seconds, why, job->blob[0] ? job->blob : job->metadata_blob);
 }
 
 static void job_succeeded(struct backup_run *run, struct collection_job *job)
@@ -126,8 +127,15 @@ static void job_succeeded(struct backup_run *run, struct collection_job *job)
 	job->state = JOB_DONE;
 	job->seconds = monotonic_seconds() - job->started;
 	run->n_ok++;
-	msg_info("collection %s: ok, %llu documents, %llu BSON bytes, %llu gzip bytes "
-		 "(%.1f%%), %.1f s, %.1f MB/s, blob %s", job->name,
+	if (job->kind == KIND_VIEW) {
+		msg_info("view %s: ok, its definition in %s", job->label, job->metadata_blob);
+		return;
+	}
+	msg_info("%s %s: ok, %llu documents, %llu BSON bytes, %llu gzip bytes "
+		 "(%.1f%%), %.1f s, %.1f MB/s, blob %s",
+		 job->kind == KIND_USERS ? "users of" : job->kind == KIND_ROLES ? "roles of" :
+		 "collection", job->kind == KIND_USERS || job->kind == KIND_ROLES ?
+		 job->database : job->label,
 		 (unsigned long long)job->documents, (unsigned long long)job->bson_bytes,
 		 (unsigned long long)job->gzip_bytes, ratio, job->seconds,
 		 job->seconds > 0 ? mb / job->seconds : 0.0, job->blob);
@@ -189,7 +197,7 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 			/* An outage delays the backup; only run_timeout ends it. */
 			int delay = storage_retry_delay(++job->storage_failures);
 			msg_warn("collection %s: the storage failed (%s); queued again, next "
-				 "attempt in %d s or when the breaker allows", job->name, why, delay);
+				 "attempt in %d s or when the breaker allows", job->label, why, delay);
 			job->state = JOB_QUEUED;
 			job->not_before = time(NULL) + delay;
 			return;
@@ -200,7 +208,7 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 		    job->attempts <= run->cfg->export_retries) {
 			int delay = EXPORT_RETRY_BASE_SECONDS << (job->attempts - 1);
 			msg_warn("collection %s: attempt %d failed: %s; retrying in %d s",
-				 job->name, job->attempts, why, delay);
+				 job->label, job->attempts, why, delay);
 			job->state = JOB_QUEUED;
 			job->not_before = time(NULL) + delay;
 			return;
@@ -215,8 +223,13 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 		job->gzip = pl->producer.gzip;
 		snprintf(job->md5, sizeof(job->md5), "%s", pl->md5);
 		snprintf(job->sha256, sizeof(job->sha256), "%s", pl->sha256);
-		/* The metadata blob waits its turn like any upload. */
 		job->data_done = true;
+		/* Users and roles have no metadata. */
+		if (job->metadata_blob[0] == '\0') {
+			job_succeeded(run, job);
+			return;
+		}
+		/* The metadata blob waits its turn like any upload. */
 		job->attempts = 0;
 		job->state = JOB_QUEUED;
 		job->not_before = 0;
@@ -246,10 +259,10 @@ void start_jobs(struct backup_run *run)
 			job->started = monotonic_seconds();
 		pipeline_init(&job->pl, job->data_done ? job->metadata_blob : job->blob);
 		job->state = job->data_done ? JOB_METADATA : JOB_DATA;
-		msg_debug("collection %s: starting %s to %s (attempt %d)", job->name,
+		msg_debug("collection %s: starting %s to %s (attempt %d)", job->label,
 			  job->data_done ? "metadata export" : "export", job->pl.blob,
 			  job->attempts);
-		if (start_export_pipeline(run, &job->pl, job->name, job->data_done, err,
+		if (start_export_pipeline(run, &job->pl, job, job->data_done, err,
 					  sizeof(err)) != 0) {
 			snprintf(job->pl.producer.error, sizeof(job->pl.producer.error), "%s", err);
 			snprintf(job->pl.producer.error_class,

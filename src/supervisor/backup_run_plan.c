@@ -31,54 +31,153 @@
 
 
 
-/* Names every blob of the run for its set folder: blob_path rendered, with
- * the folder numbered when set_seq > 1. */
-int name_blobs(struct backup_run *run)
-{
-	char rendered[BLOB_NAME_MAX];
+static const char *const kind_names[] = {
+	[KIND_COLLECTION] = "collection", [KIND_VIEW] = "view",
+	[KIND_TIMESERIES] = "timeseries", [KIND_USERS] = "users", [KIND_ROLES] = "roles",
+};
 
-	for (size_t i = 0; i < run->n_jobs; i++) {
-		struct collection_job *job = &run->jobs[i];
-		if (path_template_render(run->cfg->blob_path, job->name, run->start, rendered,
-					 sizeof(rendered)) != 0 ||
-		    path_set_sequence(rendered, run->set_seq, job->blob, sizeof(job->blob)) != 0 ||
-		    path_metadata_name(job->blob, job->metadata_blob,
-				       sizeof(job->metadata_blob)) != 0) {
-			snprintf(run->failure, sizeof(run->failure),
-				 "blob name for collection '%s' is too long", job->name);
-			return -1;
-		}
-		pipeline_init(&job->pl, job->blob);
-	}
-	path_set_folder(run->jobs[0].blob, run->set_folder, sizeof(run->set_folder));
-	snprintf(run->manifest_blob, sizeof(run->manifest_blob), "%s%s", run->set_folder,
-		 MANIFEST_NAME);
-	return 0;
+const char *job_kind_name(enum job_kind kind)
+{
+	return kind_names[kind];
 }
 
-/* Sets up one job per collection name, with its blob names. */
-int create_jobs(struct backup_run *run, char *const *collections, size_t n)
+int job_kind_from_name(const char *name)
 {
-	const struct mab_config *cfg = run->cfg;
+	for (size_t i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++)
+		if (strcmp(name, kind_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* One blob name of a job: blob_path rendered for database and name, in
+ * the run's (numbered) set folder. */
+static int render_blob(struct backup_run *run, const struct collection_job *job,
+		       const char *name, bool metadata, char *out, size_t outlen)
+{
+	char rendered[BLOB_NAME_MAX], numbered[BLOB_NAME_MAX];
+
+	if (path_template_render(run->cfg->blob_path, job->database, name, run->start,
+				 rendered, sizeof(rendered)) != 0 ||
+	    path_set_sequence(rendered, run->set_seq, numbered, sizeof(numbered)) != 0)
+		return -1;
+	if (metadata)
+		return path_metadata_name(numbered, out, outlen);
+	return snprintf(out, outlen, "%s", numbered) < (int)outlen ? 0 : -1;
+}
+
+static int by_blob_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Two jobs writing one blob would lose one of them: a template without
+ * {database}, or names such as "a_b" + "c" and "a" + "b_c" that render
+ * alike.  -1 with the failure set when two names meet. */
+static int blob_names_distinct(struct backup_run *run)
+{
+	const char **names = calloc(2 * run->n_jobs + 1, sizeof(char *));
+	size_t n = 0;
+	int r = 0;
+
+	if (names == NULL)
+		return 0;   /* only a check: the run is not stopped for it */
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		if (run->jobs[i].blob[0])
+			names[n++] = run->jobs[i].blob;
+		if (run->jobs[i].metadata_blob[0])
+			names[n++] = run->jobs[i].metadata_blob;
+	}
+	qsort(names, n, sizeof(char *), by_blob_name);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(names[i - 1], names[i]) != 0)
+			continue;
+		const char *who[2] = { NULL, NULL };
+		for (size_t k = 0, w = 0; k < run->n_jobs && w < 2; k++)
+			if (strcmp(run->jobs[k].blob, names[i]) == 0 ||
+			    strcmp(run->jobs[k].metadata_blob, names[i]) == 0)
+				who[w++] = run->jobs[k].label;
+		snprintf(run->failure, sizeof(run->failure), "%s and %s would both be written "
+			 "to %s: blob_path (%s) does not tell them apart", who[0] ? who[0] : "?",
+			 who[1] ? who[1] : "?", names[i], run->cfg->blob_path);
+		r = -1;
+		break;
+	}
+	free(names);
+	return r;
+}
+
+/* Names every blob of the run for its set folder: blob_path rendered, with
+ * the folder numbered when set_seq > 1.  A time-series collection's data
+ * is named by its buckets (mongodump's system.buckets.NAME), its metadata
+ * by the collection. */
+int name_blobs(struct backup_run *run)
+{
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct collection_job *job = &run->jobs[i];
+		char buckets[600];
+		const char *data_name = job->name;
+		int r = 0;
+
+		job->blob[0] = job->metadata_blob[0] = '\0';
+		if (job->kind == KIND_TIMESERIES) {
+			snprintf(buckets, sizeof(buckets), "system.buckets.%s", job->name);
+			data_name = buckets;
+		}
+		if (job->kind != KIND_VIEW)
+			r |= render_blob(run, job, data_name, false, job->blob, sizeof(job->blob));
+		if (job->kind != KIND_USERS && job->kind != KIND_ROLES)
+			r |= render_blob(run, job, job->name, true, job->metadata_blob,
+					 sizeof(job->metadata_blob));
+		if (r != 0) {
+			snprintf(run->failure, sizeof(run->failure),
+				 "blob name for %s '%s' is too long", job_kind_name(job->kind),
+				 job->label);
+			return -1;
+		}
+		pipeline_init(&job->pl, job->blob[0] ? job->blob : job->metadata_blob);
+		/* A view has only its definition to back up. */
+		job->data_done = job->kind == KIND_VIEW;
+	}
+	const struct collection_job *first = &run->jobs[0];
+	path_set_folder(first->blob[0] ? first->blob : first->metadata_blob, run->set_folder,
+			sizeof(run->set_folder));
+	snprintf(run->manifest_blob, sizeof(run->manifest_blob), "%s%s", run->set_folder,
+		 MANIFEST_NAME);
+	return blob_names_distinct(run);
+}
+
+/* Sets up one job per entry, with its blob names. */
+int create_jobs(struct backup_run *run, const struct job_entry *entries, size_t n)
+{
+	bool several = false;
 
 	run->jobs = calloc(n ? n : 1, sizeof(*run->jobs));
 	if (run->jobs == NULL) {
 		snprintf(run->failure, sizeof(run->failure), "out of memory");
 		return -1;
 	}
+	for (size_t i = 0; i < n; i++)
+		several |= strcmp(entries[i].database, entries[0].database) != 0;
 	for (size_t i = 0; i < n; i++) {
 		struct collection_job *job = &run->jobs[i];
-		job->name = strdup(collections[i]);
-		if (job->name == NULL) {
+		job->database = strdup(entries[i].database);
+		job->name = strdup(entries[i].name);
+		if (several)
+			(void)!asprintf(&job->label, "%s.%s", entries[i].database, entries[i].name);
+		else
+			job->label = strdup(entries[i].name);
+		if (job->database == NULL || job->name == NULL || job->label == NULL) {
 			snprintf(run->failure, sizeof(run->failure), "out of memory");
+			run->n_jobs = i + 1;
 			return -1;
 		}
+		job->kind = entries[i].kind;
 		run->n_jobs++;
 		job->estimate = -1;
 	}
 	if (n == 0) {
-		snprintf(run->failure, sizeof(run->failure),
-			 "no collections to back up in database '%s'", cfg->database);
+		snprintf(run->failure, sizeof(run->failure), "no collections to back up%s",
+			 run->cfg->all_databases ? " in any database" : "");
 		return -1;
 	}
 	run->set_seq = 1;
@@ -102,6 +201,7 @@ int start_lister(struct backup_run *run)
 	snprintf(path, sizeof(path), "%s/export-collection", helper_dir());
 	char *argv[] = { "export-collection", "-c", run->config_path, "--status-fd", "3",
 			 "--list", NULL };
+
 	struct spawn_request req = {
 		.path = path, .argv = argv, .stdin_fd = -1, .stdout_fd = data[1],
 		.status_fd = sv[1], .config_fd = run->config_fd, .secrets_fd = run->secrets_fd,

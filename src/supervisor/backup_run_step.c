@@ -200,80 +200,193 @@ static int begin_collections(struct backup_run *run)
 	return run->phase == RUN_FINISHED ? -1 : 0;
 }
 
-/* Only a list of exactly the configured collections, in their order, lets
- * the size records' indexes name the jobs. */
-static bool listed_as_configured(const struct backup_run *run)
+/* The configuration's own list, for when the lister could not tell:
+ * every database and collection named (kinds unknown: collections),
+ * with users and roles.  NULL when something is found only at run time
+ * (a * somewhere) or memory ran out; the count in *n. */
+static struct job_entry *configured_entries(const struct mab_config *cfg, size_t *n)
 {
-	const struct mab_config *cfg = run->cfg;
-	size_t off = 0;
+	struct job_entry *e = NULL;
+	size_t count = 0, k = 0;
 
-	for (size_t i = 0; i < cfg->n_collections; i++) {
-		if (off >= run->list_len || strcmp(run->list_buf + off, cfg->collections[i]) != 0)
-			return false;
-		off += strlen(run->list_buf + off) + 1;
+	*n = 0;
+	if (cfg->all_databases)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_scopes; i++) {
+		if (cfg->scopes[i].collections.all)
+			return NULL;
+		count += cfg->scopes[i].collections.n + (cfg->users_and_roles ? 2 : 0);
 	}
-	return off == run->list_len;
+	e = calloc(count ? count : 1, sizeof(*e));
+	if (e == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_scopes; i++) {
+		const struct mongo_scope *sc = &cfg->scopes[i];
+		for (size_t c = 0; c < sc->collections.n; c++)
+			e[k++] = (struct job_entry){ sc->database, sc->collections.names[c],
+						     KIND_COLLECTION };
+		if (cfg->users_and_roles) {
+			e[k++] = (struct job_entry){ sc->database, "$admin.system.users", KIND_USERS };
+			e[k++] = (struct job_entry){ sc->database, "$admin.system.roles", KIND_ROLES };
+		}
+	}
+	*n = k;
+	return e;
+}
+
+/* The lister's entries: database, name, kind, each NUL-terminated.  NULL
+ * with why set when the list is cut or holds an unknown kind. */
+static struct job_entry *listed_entries(struct backup_run *run, size_t *n, char *why,
+					size_t whylen)
+{
+	size_t strings = 0, k = 0;
+	struct job_entry *e;
+
+	*n = 0;
+	for (size_t i = 0; i < run->list_len; i++)
+		strings += run->list_buf[i] == '\0';
+	if (strings % 3 != 0 || (run->list_len > 0 && run->list_buf[run->list_len - 1] != '\0')) {
+		snprintf(why, whylen, "the list export-collection wrote is cut short");
+		return NULL;
+	}
+	e = calloc(strings / 3 + 1, sizeof(*e));
+	if (e == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	for (size_t off = 0; off < run->list_len; k++) {
+		const char *f[3];
+		for (int m = 0; m < 3; m++) {
+			f[m] = run->list_buf + off;
+			off += strlen(f[m]) + 1;
+		}
+		int kind = job_kind_from_name(f[2]);
+		if (kind < 0) {
+			snprintf(why, whylen, "export-collection listed an unknown kind");
+			free(e);
+			return NULL;
+		}
+		e[k] = (struct job_entry){ f[0], f[1], (enum job_kind)kind };
+	}
+	*n = k;
+	return e;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One line per change, the names joined up to a reasonable length. */
+static void log_changes(const struct backup_run *run, const char *what, char **names,
+			size_t n)
+{
+	char line[1024] = "";
+	size_t used = 0, shown = 0;
+
+	if (n == 0)
+		return;
+	for (; shown < n; shown++) {
+		int w = snprintf(line + used, sizeof(line) - used, "%s%s", shown ? ", " : "",
+				 names[shown]);
+		if (w < 0 || (size_t)w >= sizeof(line) - used - 32)
+			break;
+		used += (size_t)w;
+	}
+	if (shown < n)
+		snprintf(line + used, sizeof(line) - used, " and %zu more", n - shown);
+	msg_notice("run %s: %zu %s since the last run: %s", run->run_id, n, what, line);
+}
+
+/* What was found against what the daemon's previous run found: a
+ * collection that came or went (collections = *, databases = *) is news
+ * for the log, not an error. */
+static void report_changes(struct backup_run *run)
+{
+	static char **last;
+	static size_t n_last;
+	char **now = calloc(run->n_jobs + 1, sizeof(char *));
+	char **added = calloc(run->n_jobs + 1, sizeof(char *));
+	char **gone = calloc(n_last + 1, sizeof(char *));
+	size_t n_now = 0, n_added = 0, n_gone = 0;
+
+	if (now == NULL || added == NULL || gone == NULL)
+		goto out;
+	for (size_t i = 0; i < run->n_jobs; i++)
+		if (asprintf(&now[n_now], "%s.%s", run->jobs[i].database, run->jobs[i].name) >= 0)
+			n_now++;
+	qsort(now, n_now, sizeof(char *), by_name);
+	if (last != NULL) {
+		size_t i = 0, k = 0;
+		while (i < n_now || k < n_last) {
+			int c = i == n_now ? 1 : k == n_last ? -1 : strcmp(now[i], last[k]);
+			if (c < 0)
+				added[n_added++] = now[i++];
+			else if (c > 0)
+				gone[n_gone++] = last[k++];
+			else
+				i++, k++;
+		}
+		log_changes(run, "new", added, n_added);
+		log_changes(run, "gone", gone, n_gone);
+	}
+	for (size_t i = 0; i < n_last; i++)
+		free(last[i]);
+	free(last);
+	last = now;
+	n_last = n_now;
+	now = NULL;
+out:
+	free(now);
+	free(added);
+	free(gone);
 }
 
 static void finish_listing(struct backup_run *run)
 {
-	char **names = NULL;
+	struct job_entry *entries = NULL;
 	char why[sizeof(run->lister.error)] = "";
 	size_t n = 0;
+	bool use_sizes = true;
 
-	if (!side_succeeded(&run->lister) || run->lister.error[0] ||
-	    (run->list_len > 0 && run->list_buf[run->list_len - 1] != '\0')) {
+	if (!side_succeeded(&run->lister) || run->lister.error[0]) {
 		char how[96];
 		br_describe_exit(run->lister.wait_status, how, sizeof(how));
 		snprintf(why, sizeof(why), "%s", run->lister.error[0] ? run->lister.error : how);
+	} else {
+		entries = listed_entries(run, &n, why, sizeof(why));
 	}
-	if (!run->cfg->all_collections) {
-		/* The jobs are the configured ones: the listing only orders them,
-		 * and a run never fails for the want of an order. */
-		bool usable = why[0] == '\0' && listed_as_configured(run);
-		if (why[0])
-			msg_warn("run %s: no size estimates (export-collection --list: %s); the "
-				 "collections start in configuration order", run->run_id, why);
-		else if (!usable)
-			msg_warn("run %s: export-collection --list did not list the configured "
-				 "collections; they start in configuration order", run->run_id);
-		order_jobs(run, usable);
-		begin_collections(run);
-		return;
+	if (entries == NULL) {
+		/* With every database and collection named, the run does
+		 * without the listing: it costs the start order (and a view or
+		 * time-series collection named is exported as a collection,
+		 * which its export refuses). */
+		entries = configured_entries(run->cfg, &n);
+		if (entries == NULL) {
+			snprintf(run->failure, sizeof(run->failure),
+				 "cannot list what to back up: %s", why);
+			goto fail;
+		}
+		msg_warn("run %s: no size estimates (export-collection --list: %s); the "
+			 "collections start in configuration order", run->run_id, why);
+		use_sizes = false;
 	}
-	if (why[0]) {
-		snprintf(run->failure, sizeof(run->failure),
-			 "cannot list the collections of database '%s': %s", run->cfg->database,
-			 why);
+	if (create_jobs(run, entries, n) != 0)
 		goto fail;
-	}
-	for (size_t i = 0; i < run->list_len; i++)
-		if (run->list_buf[i] == '\0')
-			n++;
-	names = calloc(n + 1, sizeof(char *));
-	if (names == NULL) {
-		snprintf(run->failure, sizeof(run->failure), "out of memory");
-		goto fail;
-	}
-	size_t k = 0;
-	for (size_t off = 0; off < run->list_len; off += strlen(run->list_buf + off) + 1)
-		names[k++] = run->list_buf + off;
-	if (create_jobs(run, names, n) != 0)
-		goto fail;
-	free(names);
-	order_jobs(run, true);
+	free(entries);
+	report_changes(run);
+	order_jobs(run, use_sizes);
 	begin_collections(run);
 	return;
 fail:
-	free(names);
+	free(entries);
 	run->n_failed = (int)run->n_jobs;
 	run->finish_wall = br_wall_seconds();
 	finish_run(run);
 }
 
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
-		     struct breaker *breaker, const struct run_as *run_as,
-		     char *const *collections, size_t n_collections)
+		     struct breaker *breaker, const struct run_as *run_as)
 {
 	struct tm tm;
 
@@ -304,27 +417,23 @@ int backup_run_start(struct backup_run *run, const struct mab_config *cfg,
 	run->secrets_fd = secrets_snapshot(cfg, run->failure, sizeof(run->failure));
 	if (run->secrets_fd < 0)
 		return -1;
-	if (collections == NULL && cfg->all_collections) {
-		run->phase = RUN_LISTING;
-		return start_lister(run);
-	}
-	if (collections == NULL) {
-		collections = cfg->collections;
-		n_collections = cfg->n_collections;
-	}
-	if (create_jobs(run, collections, n_collections) != 0) {
+	/* What to back up is listed at each run: databases and collections
+	 * found, the kind of each, and their sizes for the start order. */
+	run->phase = RUN_LISTING;
+	if (start_lister(run) == 0)
+		return 0;
+	size_t n;
+	struct job_entry *entries = configured_entries(cfg, &n);
+	if (entries == NULL)
+		return -1;
+	msg_warn("run %s: no size estimates (%s); the collections start in configuration "
+		 "order", run->run_id, run->failure);
+	run->failure[0] = '\0';
+	int r = create_jobs(run, entries, n);
+	free(entries);
+	if (r != 0) {
 		finish_run(run);
 		return -1;
-	}
-	/* The configured collections are listed too, for their sizes only:
-	 * one query each, and the run goes on without them. */
-	if (collections == cfg->collections) {
-		run->phase = RUN_LISTING;
-		if (start_lister(run) == 0)
-			return 0;
-		msg_warn("run %s: no size estimates (%s); the collections start in "
-			 "configuration order", run->run_id, run->failure);
-		run->failure[0] = '\0';
 	}
 	/* It may have ended (and said so) on its own already. */
 	return begin_collections(run);

@@ -68,7 +68,7 @@ int start_run(struct daemon *d, const char *why, char *err, size_t errlen)
 	}
 	msg_info("%s: starting a backup run", why);
 	d->run_active = true;
-	if (backup_run_start(&d->run, d->cfg, &d->breaker, &d->run_as, NULL, 0) != 0 &&
+	if (backup_run_start(&d->run, d->cfg, &d->breaker, &d->run_as) != 0 &&
 	    d->run.phase != RUN_FINISHED) {
 		/* Could not even begin (e.g. the config file vanished): a failed run. */
 		msg_error("cannot start the run: %s", d->run.failure);
@@ -156,11 +156,26 @@ static void run_hook(struct daemon *d, const struct backup_run *run, enum run_re
 		msg_warn("notify: %d hooks still running; not starting %s", HOOK_MAX, what);
 		return;
 	}
+	/* The run's databases, comma-separated, each once. */
+	char databases[1024] = "";
+	size_t dused = 0;
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = strcmp(run->jobs[k].database, run->jobs[i].database) == 0;
+		if (seen)
+			continue;
+		int n = snprintf(databases + dused, sizeof(databases) - dused, "%s%s",
+				 dused ? "," : "", run->jobs[i].database);
+		if (n < 0 || (size_t)n >= sizeof(databases) - dused)
+			break;
+		dused += (size_t)n;
+	}
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		if (run->jobs[i].state == JOB_DONE)
 			continue;
 		int n = snprintf(failed + used, sizeof(failed) - used, "%s%s", used ? "," : "",
-				 run->jobs[i].name);
+				 run->jobs[i].label);
 		if (n < 0 || (size_t)n >= sizeof(failed) - used)
 			break;
 		used += (size_t)n;
@@ -169,7 +184,7 @@ static void run_hook(struct daemon *d, const struct backup_run *run, enum run_re
 	    asprintf(&env[1], "MAB_RESULT=%s", run_result_name(result)) < 0 ||
 	    asprintf(&env[2], "MAB_FAILED_COLLECTIONS=%s", failed) < 0 ||
 	    asprintf(&env[3], "MAB_SET=%s", run->set_folder) < 0 ||
-	    asprintf(&env[4], "MAB_DATABASE=%s", d->cfg->database) < 0 ||
+	    asprintf(&env[4], "MAB_DATABASE=%s", databases) < 0 ||
 	    asprintf(&env[5], "MAB_CONTAINER=%s", d->cfg->container) < 0 ||
 	    asprintf(&env[6], "MAB_ERROR=%s", run->failure) < 0) {
 		msg_warn("notify: out of memory; %s not run", what);

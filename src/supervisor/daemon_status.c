@@ -97,6 +97,7 @@ bson_t *daemon_run_record(const struct backup_run *run, enum run_result result)
 
 		bson_uint32_to_string((uint32_t)i, &keyp, key, sizeof(key));
 		BSON_APPEND_DOCUMENT_BEGIN(&colls, keyp, &c);
+		BSON_APPEND_UTF8(&c, "database", job->database);
 		BSON_APPEND_UTF8(&c, "name", job->name);
 		BSON_APPEND_UTF8(&c, "result", job->state == JOB_DONE ? "ok" :
 				 job->state == JOB_FAILED ? "failed" : "pending");
@@ -147,6 +148,7 @@ static void append_current_run(bson_t *doc, const struct daemon *d)
 
 		bson_uint32_to_string((uint32_t)i, &keyp, key, sizeof(key));
 		BSON_APPEND_DOCUMENT_BEGIN(&colls, keyp, &c);
+		BSON_APPEND_UTF8(&c, "database", job->database);
 		BSON_APPEND_UTF8(&c, "name", job->name);
 		BSON_APPEND_UTF8(&c, "state", job_result(job));
 		BSON_APPEND_INT64(&c, "documents", (int64_t)documents);

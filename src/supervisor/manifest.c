@@ -45,7 +45,28 @@ char *manifest_encode(const struct backup_run *run, bool final)
 	BSON_APPEND_UTF8(&doc, "version", PACKAGE_VERSION);
 	BSON_APPEND_UTF8(&doc, "run_id", run->run_id);
 	BSON_APPEND_UTF8(&doc, "host", host);
-	BSON_APPEND_UTF8(&doc, "database", run->cfg->database);
+	/* "database": the run's one database (what format 1 readers need);
+	 * every entry names its own. */
+	bool one_db = run->n_jobs > 0;
+	for (size_t i = 1; i < run->n_jobs; i++)
+		one_db &= strcmp(run->jobs[i].database, run->jobs[0].database) == 0;
+	if (one_db)
+		BSON_APPEND_UTF8(&doc, "database", run->jobs[0].database);
+	bson_t dbs;
+	BSON_APPEND_ARRAY_BEGIN(&doc, "databases", &dbs);
+	uint32_t n_dbs = 0;
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = strcmp(run->jobs[k].database, run->jobs[i].database) == 0;
+		if (seen)
+			continue;
+		char key[16];
+		const char *keyp;
+		bson_uint32_to_string(n_dbs++, &keyp, key, sizeof(key));
+		BSON_APPEND_UTF8(&dbs, keyp, run->jobs[i].database);
+	}
+	bson_append_array_end(&doc, &dbs);
 	BSON_APPEND_UTF8(&doc, "set", run->set_folder);
 	append_time(&doc, "started", (double)run->start);
 	if (final)
@@ -63,11 +84,17 @@ char *manifest_encode(const struct backup_run *run, bool final)
 
 		bson_uint32_to_string((uint32_t)i, &keyp, key, sizeof(key));
 		BSON_APPEND_DOCUMENT_BEGIN(&colls, keyp, &c);
+		BSON_APPEND_UTF8(&c, "database", job->database);
 		BSON_APPEND_UTF8(&c, "name", job->name);
+		BSON_APPEND_UTF8(&c, "type", job_kind_name(job->kind));
 		BSON_APPEND_UTF8(&c, "result", final ? job_result(job) : "pending");
-		BSON_APPEND_UTF8(&c, "blob", job->blob);
-		BSON_APPEND_UTF8(&c, "metadata_blob", job->metadata_blob);
-		if (final && job->state == JOB_DONE) {
+		if (job->blob[0])
+			BSON_APPEND_UTF8(&c, "blob", job->blob);
+		if (job->metadata_blob[0])
+			BSON_APPEND_UTF8(&c, "metadata_blob", job->metadata_blob);
+		if (final && job->state == JOB_DONE && job->kind == KIND_VIEW) {
+			BSON_APPEND_DOUBLE(&c, "seconds", job->seconds);
+		} else if (final && job->state == JOB_DONE) {
 			BSON_APPEND_INT64(&c, "documents", (int64_t)job->documents);
 			BSON_APPEND_INT64(&c, "bson_bytes", (int64_t)job->bson_bytes);
 			BSON_APPEND_INT64(&c, "gzip_bytes", (int64_t)job->gzip_bytes);

@@ -79,11 +79,13 @@ START_TEST(defaults_are_the_seed_values)
 	ck_assert_str_eq(cfg.cron, "0 3 * * *");
 	ck_assert_str_eq(cfg.timezone, "UTC");
 	ck_assert_str_eq(cfg.container, "backups");
-	ck_assert_str_eq(cfg.blob_path, "backups/{date}/tralivali_{collection}.bson.gz");
-	ck_assert_str_eq(cfg.database, "tralivali");
-	ck_assert_int_eq(cfg.n_collections, 5);
-	ck_assert_str_eq(cfg.collections[0], "users");
-	ck_assert_str_eq(cfg.collections[4], "files");
+	ck_assert_str_eq(cfg.blob_path, "backups/{date}/{database}_{collection}.bson.gz");
+	/* The whole instance, as mongodump backs it up. */
+	ck_assert_str_eq(cfg.database, "");
+	ck_assert(cfg.all_databases);
+	ck_assert_int_eq(cfg.n_scopes, 0);
+	ck_assert(cfg.collections.all);
+	ck_assert(!cfg.users_and_roles);
 	ck_assert_int_eq(cfg.retention_days, 30);
 	ck_assert_int_eq(cfg.keep_min, 3);
 	ck_assert_int_eq(cfg.failure_threshold, 5);
@@ -123,10 +125,14 @@ START_TEST(every_type_parses)
 	ck_assert_str_eq(cfg.cron, "*/5 * * * *");
 	ck_assert_str_eq(cfg.timezone, "America/New_York");
 	ck_assert_int_eq(cfg.catch_up, 0);
-	ck_assert_int_eq(cfg.n_collections, 3);
-	ck_assert_str_eq(cfg.collections[1], "b.c");
-	ck_assert_str_eq(cfg.collections[2], "d-e");
-	ck_assert_ptr_null(cfg.collections[3]);
+	ck_assert_int_eq(cfg.collections.n, 3);
+	ck_assert_str_eq(cfg.collections.names[1], "b.c");
+	ck_assert_str_eq(cfg.collections.names[2], "d-e");
+	ck_assert_ptr_null(cfg.collections.names[3]);
+	ck_assert(!cfg.all_databases);
+	ck_assert_int_eq(cfg.n_scopes, 1);
+	ck_assert_str_eq(cfg.scopes[0].database, "app");
+	ck_assert_int_eq(cfg.scopes[0].collections.n, 3);
 	ck_assert_uint_eq(cfg.block_size, 16u << 20);
 	ck_assert(!cfg.create_container);
 	ck_assert_int_eq(cfg.max_retries, 0);
@@ -225,14 +231,91 @@ START_TEST(level_follows_the_engine)
 }
 END_TEST
 
+START_TEST(several_databases)
+{
+	struct mab_config cfg;
+	struct problems p;
+
+	/* The seed's setup, in three lines. */
+	ck_assert_int_eq(load("[mongodb]\ndatabase = tralivali\n"
+			      "collections = users, conversations, messages, invites, files\n",
+			      &cfg, &p), 0);
+	ck_assert_int_eq(cfg.n_scopes, 1);
+	ck_assert_str_eq(cfg.scopes[0].database, "tralivali");
+	ck_assert_int_eq(cfg.scopes[0].collections.n, 5);
+	ck_assert(!cfg.all_databases);
+	config_free(&cfg);
+
+	ck_assert_int_eq(load("[mongodb]\ndatabases = a, b\nusers_and_roles = yes\n"
+			      "[mongodb.b]\ncollections = x, y\n", &cfg, &p), 0);
+	ck_assert_int_eq(cfg.n_scopes, 2);
+	ck_assert_str_eq(cfg.scopes[0].database, "a");
+	ck_assert(cfg.scopes[0].collections.all);
+	ck_assert_str_eq(cfg.scopes[1].database, "b");
+	ck_assert_int_eq(cfg.scopes[1].collections.n, 2);
+	ck_assert(cfg.users_and_roles);
+	ck_assert(config_database_backed_up(&cfg, "a"));
+	ck_assert(!config_database_backed_up(&cfg, "c"));
+	config_free(&cfg);
+
+	/* databases = *: every database but MongoDB's own, unless named. */
+	ck_assert_int_eq(load("[mongodb]\ndatabases = *\n[mongodb.admin]\ncollections = *\n"
+			      "[mongodb.app]\ncollections = users,\n  events\n", &cfg, &p), 0);
+	ck_assert(cfg.all_databases);
+	ck_assert(config_database_backed_up(&cfg, "admin"));
+	ck_assert(config_database_backed_up(&cfg, "other"));
+	ck_assert(!config_database_backed_up(&cfg, "local"));
+	ck_assert(!config_database_backed_up(&cfg, "config"));
+	ck_assert_int_eq(config_scope(&cfg, "app")->collections.n, 2);
+	ck_assert_str_eq(config_scope(&cfg, "app")->collections.names[1], "events");
+	config_free(&cfg);
+
+	ck_assert(config_collection_skipped("app", "system.views"));
+	ck_assert(config_collection_skipped("app", "system.buckets.t"));
+	ck_assert(!config_collection_skipped("app", "system.js"));
+	ck_assert(!config_collection_skipped("admin", "system.users"));
+	ck_assert(config_collection_skipped("admin", "system.keys"));
+}
+END_TEST
+
+START_TEST(database_problems)
+{
+	expect_problem("[mongodb]\ndatabase = a\ndatabases = b\n", 3, "not both");
+	expect_problem("[mongodb]\ncollections = x\n", 2, "goes with database");
+	expect_problem("[mongodb]\ndatabases = a, a\n", 2, "listed twice");
+	expect_problem("[mongodb]\ndatabases = a.b\n", 2, "database names cannot");
+	expect_problem("[mongodb]\ndatabases = a\n[mongodb.b]\ncollections = x\n", 4,
+		       "databases does not name b");
+	expect_problem("[mongodb]\ndatabase = a\n[mongodb.a]\ncollections = x\n", 4,
+		       "[mongodb] collections");
+	expect_problem("[mongodb.a]\nindexes = no\n", 2, "unknown key 'indexes'");
+	expect_problem("[mongodb]\ndatabases = a\n[mongodb.a]\ncollections = x\n"
+		       "collections = y\n", 5, "already set on line 4");
+	expect_problem("[mongodb]\ndatabases = a\n[mongodb.a]\ncollections = system.x\n", 4,
+		       "system collections");
+	/* Two databases, one blob per collection name: {database} needed. */
+	expect_problem("[mongodb]\ndatabases = a, b\n[azure]\n"
+		       "blob_path = b/{date}/{collection}.bson.gz\n", 4, "has no {database}");
+	expect_problem("[azure]\nblob_path = b/{date}/{collection}.bson.gz\n", 2,
+		       "has no {database}");
+	/* Names that render alike. */
+	expect_problem("[mongodb]\ndatabases = a_b, a\n[mongodb.a_b]\ncollections = c\n"
+		       "[mongodb.a]\ncollections = b_c\n[azure]\n"
+		       "blob_path = b/{date}/{database}_{collection}.bson.gz\n", 8,
+		       "a.b_c would both be written to b/");
+	expect_problem("[azure]\nblob_path = b/{database}/{date}/{collection}.bson.gz\n", 2,
+		       "{database} once, in its last segment");
+}
+END_TEST
+
 START_TEST(star_means_all_collections)
 {
 	struct mab_config cfg;
 	struct problems p;
 
-	ck_assert_int_eq(load("[mongodb]\ncollections = *\n", &cfg, &p), 0);
-	ck_assert(cfg.all_collections);
-	ck_assert_int_eq(cfg.n_collections, 0);
+	ck_assert_int_eq(load("[mongodb]\ndatabase = app\ncollections = *\n", &cfg, &p), 0);
+	ck_assert(cfg.collections.all);
+	ck_assert_int_eq(cfg.collections.n, 0);
 	config_free(&cfg);
 }
 END_TEST
@@ -365,12 +448,12 @@ START_TEST(long_lines_are_read_whole)
 	for (int i = 0; i < 120; i++)
 		used += (size_t)snprintf(list + used, sizeof(list) - used, "%scoll%03d",
 					 i ? ", " : "", i);
-	snprintf(text, sizeof(text), "[mongodb]\ncollections = %s\n[azure]\n"
+	snprintf(text, sizeof(text), "[mongodb]\ndatabase = d\ncollections = %s\n[azure]\n"
 		 "connection_string = %s\ncontainer = abc\n", list, want);
 	ck_assert_int_eq(load(text, &cfg, &p), 0);
 	ck_assert_str_eq(cfg.connection_string, want);
-	ck_assert_int_eq(cfg.n_collections, 120);
-	ck_assert_str_eq(cfg.collections[119], "coll119");
+	ck_assert_int_eq(cfg.collections.n, 120);
+	ck_assert_str_eq(cfg.collections.names[119], "coll119");
 	ck_assert_str_eq(cfg.container, "abc");
 	config_free(&cfg);
 
@@ -723,6 +806,8 @@ Suite *config_suite(void)
 	tcase_add_test(tc, level_follows_the_engine);
 	tcase_add_test(tc, azure_auth_sources);
 	tcase_add_test(tc, star_means_all_collections);
+	tcase_add_test(tc, several_databases);
+	tcase_add_test(tc, database_problems);
 	tcase_add_test(tc, long_values_continue_on_indented_lines);
 	tcase_add_test(tc, errors_name_file_and_line);
 	tcase_add_test(tc, every_problem_is_reported);

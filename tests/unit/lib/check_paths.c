@@ -14,8 +14,7 @@ START_TEST(default_layout)
 {
 	char out[BLOB_NAME_MAX], meta[BLOB_NAME_MAX], folder[BLOB_NAME_MAX];
 
-	ck_assert_int_eq(path_template_render("backups/{date}/tralivali_{collection}.bson.gz",
-					      "users", RUN_START, out, sizeof(out)), 0);
+	ck_assert_int_eq(path_template_render("backups/{date}/tralivali_{collection}.bson.gz", "tralivali", "users", RUN_START, out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "backups/2026-11-26/tralivali_users.bson.gz");
 	ck_assert_int_eq(path_metadata_name(out, meta, sizeof(meta)), 0);
 	ck_assert_str_eq(meta, "backups/2026-11-26/tralivali_users.metadata.json.gz");
@@ -28,7 +27,7 @@ START_TEST(time_placeholder)
 {
 	char out[BLOB_NAME_MAX];
 
-	ck_assert_int_eq(path_template_render("b/{date}T{time}/{collection}.bson.gz", "c",
+	ck_assert_int_eq(path_template_render("b/{date}T{time}/{collection}.bson.gz", "tralivali", "c",
 					      RUN_START, out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "b/2026-11-26T030007/c.bson.gz");
 }
@@ -38,8 +37,7 @@ START_TEST(collection_names_are_escaped)
 {
 	char out[BLOB_NAME_MAX];
 
-	ck_assert_int_eq(path_template_render("b/{date}/t_{collection}.bson.gz",
-					      "a/b c%d\xc3\xa9", RUN_START, out, sizeof(out)), 0);
+	ck_assert_int_eq(path_template_render("b/{date}/t_{collection}.bson.gz", "tralivali", "a/b c%d\xc3\xa9", RUN_START, out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "b/2026-11-26/t_a%2Fb%20c%25d%C3%A9.bson.gz");
 	ck_assert_int_eq(path_escape_collection("ok.name-1_x", out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "ok.name-1_x");
@@ -50,8 +48,7 @@ START_TEST(too_long_is_an_error)
 {
 	char out[32];
 
-	ck_assert_int_eq(path_template_render("backups/{date}/tralivali_{collection}.bson.gz",
-					      "users", RUN_START, out, sizeof(out)), -1);
+	ck_assert_int_eq(path_template_render("backups/{date}/tralivali_{collection}.bson.gz", "tralivali", "users", RUN_START, out, sizeof(out)), -1);
 }
 END_TEST
 

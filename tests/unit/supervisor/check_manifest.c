@@ -20,6 +20,7 @@ static void fake_run(struct backup_run *run, struct mab_config *cfg,
 	run->finish_wall = 1795662107.5;
 	snprintf(run->run_id, sizeof(run->run_id), "20261126T030007Z-1");
 	snprintf(run->set_folder, sizeof(run->set_folder), "backups/2026-11-26/");
+	jobs[0].database = jobs[1].database = "tralivali";
 	jobs[0].name = "users";
 	snprintf(jobs[0].blob, sizeof(jobs[0].blob), "backups/2026-11-26/tralivali_users.bson.gz");
 	jobs[0].state = JOB_DONE;
@@ -84,6 +85,15 @@ START_TEST(final_manifest_records_results)
 	ck_assert(bson_iter_init_find(&it, doc, "complete") && !bson_iter_bool(&it));
 	ck_assert(bson_iter_init_find(&it, doc, "database"));
 	ck_assert_str_eq(bson_iter_utf8(&it, NULL), "tralivali");
+	ck_assert(bson_iter_init(&it, doc) &&
+		  bson_iter_find_descendant(&it, "databases.0", &it));
+	ck_assert_str_eq(bson_iter_utf8(&it, NULL), "tralivali");
+	ck_assert(bson_iter_init(&it, doc) &&
+		  bson_iter_find_descendant(&it, "collections.1.database", &it));
+	ck_assert_str_eq(bson_iter_utf8(&it, NULL), "tralivali");
+	ck_assert(bson_iter_init(&it, doc) &&
+		  bson_iter_find_descendant(&it, "collections.0.type", &it));
+	ck_assert_str_eq(bson_iter_utf8(&it, NULL), "collection");
 	ck_assert(bson_iter_init_find(&it, doc, "started"));
 	ck_assert_str_eq(bson_iter_utf8(&it, NULL), "2026-11-26T03:00:07Z");
 	ck_assert(bson_iter_init_find(&it, doc, "finished"));
