@@ -62,7 +62,23 @@ static int print_json(const struct ctl_store *st, const struct set_list *l)
 			BSON_APPEND_UTF8(&e, "error", s->load_error ? s->load_error : "unreadable");
 		} else {
 			BSON_APPEND_BOOL(&e, "complete", s->complete);
-			BSON_APPEND_UTF8(&e, "database", s->database);
+			if (s->database != NULL)
+				BSON_APPEND_UTF8(&e, "database", s->database);
+			bson_t dbs;
+			uint32_t nd = 0;
+			BSON_APPEND_ARRAY_BEGIN(&e, "databases", &dbs);
+			for (size_t k = 0; k < s->n_colls; k++) {
+				bool seen = false;
+				for (size_t m = 0; m < k && !seen; m++)
+					seen = strcmp(s->colls[m].database, s->colls[k].database) == 0;
+				if (seen)
+					continue;
+				char dk[16];
+				const char *dkp;
+				bson_uint32_to_string(nd++, &dkp, dk, sizeof(dk));
+				BSON_APPEND_UTF8(&dbs, dkp, s->colls[k].database);
+			}
+			bson_append_array_end(&e, &dbs);
 			if (s->run_id)
 				BSON_APPEND_UTF8(&e, "run_id", s->run_id);
 			if (s->started)

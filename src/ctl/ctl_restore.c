@@ -2,7 +2,8 @@
  * it can be, and the report of what was written.
  *
  *   restore SET [--collection C]... (--to-uri URI | --to-uri-file FILE |
- *           --to-dir DIR) [--to-db DB] [--drop] [--no-indexes] [--dry-run]
+ *           --to-dir DIR) [--db DB] [--to-db DB] [--users-and-roles] [--drop]
+ *           [--no-indexes] [--dry-run]
  *
  * Everything that can be known before writing is checked before writing:
  * the set and each collection's manifest entry (its names were checked as
@@ -57,7 +58,7 @@ static void print_plan(struct restore *rs)
 		if (rs->to_dir != NULL) {
 			printf(" -> %s", ctl_clean(it->path, e, sizeof(e)));
 		} else {
-			printf(" -> %s.%s", ctl_clean(rs->to_db, d, sizeof(d)), a);
+			printf(" -> %s.%s", ctl_clean(it->to_db, d, sizeof(d)), a);
 			if (it->target_checked && it->target_exists)
 				printf(" (exists, %llu document%s%s)",
 				       (unsigned long long)it->target_documents,
@@ -103,7 +104,58 @@ static void list_ok(const struct backup_set *s, char *buf, size_t len)
 						 s->colls[i].name);
 }
 
-/* The collections asked for (all by default), each restorable. */
+static bool is_auth(const struct set_coll *c)
+{
+	return strcmp(c->type, "users") == 0 || strcmp(c->type, "roles") == 0;
+}
+
+/* A name given with --collection: COLL of --db, DB.COLL, or a COLL only
+ * one database of the set has.  NULL after saying why. */
+static const struct set_coll *find_named(const struct restore *rs, const char *name)
+{
+	const struct backup_set *s = rs->set;
+	const struct set_coll *found = NULL;
+	const char *dot = strchr(name, '.');
+	char a[128], dbs[512] = "";
+	size_t n = 0, used = 0;
+
+	for (size_t i = 0; i < s->n_colls; i++) {
+		const struct set_coll *c = &s->colls[i];
+		if (rs->only_db != NULL) {
+			if (strcmp(c->database, rs->only_db) == 0 && strcmp(c->name, name) == 0)
+				return c;
+			continue;
+		}
+		if (dot != NULL && strlen(c->database) == (size_t)(dot - name) &&
+		    strncmp(c->database, name, (size_t)(dot - name)) == 0 &&
+		    strcmp(c->name, dot + 1) == 0)
+			return c;
+	}
+	for (size_t i = 0; rs->only_db == NULL && i < s->n_colls; i++) {
+		const struct set_coll *c = &s->colls[i];
+		if (strcmp(c->name, name) != 0)
+			continue;
+		found = c;
+		n++;
+		used += (size_t)snprintf(dbs + used, used < sizeof(dbs) ? sizeof(dbs) - used : 0,
+					 "%s%s", used ? ", " : "", c->database);
+	}
+	if (n == 1)
+		return found;
+	if (n > 1)
+		ctl_err("collection '%s' is in %zu databases of %s (%s): name it as DATABASE.%s "
+			"or choose the database with --db", ctl_clean(name, a, sizeof(a)), n,
+			s->folder, dbs, a);
+	else if (rs->only_db != NULL)
+		ctl_err("collection '%s' is not in database %s of %s", ctl_clean(name, a, sizeof(a)),
+			rs->only_db, s->folder);
+	else
+		ctl_err("collection '%s' is not in %s", ctl_clean(name, a, sizeof(a)), s->folder);
+	return NULL;
+}
+
+/* The collections asked for (all by default, of --db if given; users and
+ * roles with --users-and-roles), each restorable. */
 static int select_items(struct restore *rs, char **names, size_t n_names)
 {
 	const struct backup_set *s = rs->set;
@@ -118,23 +170,48 @@ static int select_items(struct restore *rs, char **names, size_t n_names)
 			s->n_colls, ok[0] ? " (backed up: " : "", ok, ok[0] ? ")" : "");
 		return CTL_FAILED;
 	}
-	for (size_t i = 0; i < n_names; i++) {
-		const struct set_coll *c = set_find_coll(s, names[i]);
-		if (c == NULL) {
-			ctl_err("collection '%s' is not in %s", ctl_clean(names[i], a, sizeof(a)),
+	if (rs->only_db != NULL) {
+		bool there = false;
+		for (size_t i = 0; i < s->n_colls; i++)
+			there |= strcmp(s->colls[i].database, rs->only_db) == 0;
+		if (!there) {
+			ctl_err("database '%s' is not in %s", ctl_clean(rs->only_db, a, sizeof(a)),
 				s->folder);
 			return CTL_USAGE;
 		}
+	}
+	for (size_t i = 0; i < n_names; i++) {
+		const struct set_coll *c = find_named(rs, names[i]);
+		if (c == NULL)
+			return CTL_USAGE;
 		if (add_item(rs, c) == NULL)
 			goto oom;
 	}
 	if (n_names == 0)
-		for (size_t i = 0; i < s->n_colls; i++)
-			if (add_item(rs, &s->colls[i]) == NULL)
+		for (size_t i = 0; i < s->n_colls; i++) {
+			const struct set_coll *c = &s->colls[i];
+			if (rs->only_db != NULL && strcmp(c->database, rs->only_db) != 0)
+				continue;
+			/* Users and roles are restored only when asked for. */
+			if (is_auth(c) && !rs->users_and_roles)
+				continue;
+			if (add_item(rs, c) == NULL)
 				goto oom;
+		}
+	for (size_t i = 0; i < rs->n; i++)
+		rs->items[i].to_db = rs->map_to_db ? rs->map_to_db : rs->items[i].c->database;
+	for (size_t i = 1; i < rs->n; i++)
+		if (rs->map_to_db != NULL &&
+		    strcmp(rs->items[i].c->database, rs->items[0].c->database) != 0) {
+			ctl_err("--to-db takes one database, and these collections are in several "
+				"(%s, %s, ...): choose one with --db", rs->items[0].c->database,
+				rs->items[i].c->database);
+			return CTL_USAGE;
+		}
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct set_coll *c = rs->items[i].c;
-		if (strcmp(c->result, "ok") == 0 && c->sha256 != NULL && c->documents >= 0)
+		if (strcmp(c->result, "ok") == 0 &&
+		    (c->blob == NULL || (c->sha256 != NULL && c->documents >= 0)))
 			continue;
 		bad++;
 		ctl_err("%s: cannot be restored from %s: its backup %s%s%s",
@@ -167,7 +244,21 @@ static size_t check_names(struct restore *rs)
 	for (size_t i = 0; i < rs->n; i++) {
 		struct restore_item *it = &rs->items[i];
 
-		if (set_valid_collection(rs->to_db, it->c->name, why, sizeof(why)))
+		/* Into MongoDB this version brings collections back; a view,
+		 * a time-series collection or users and roles go through
+		 * --to-dir and mongorestore. */
+		if (rs->to_dir == NULL && strcmp(it->c->type, "collection") != 0) {
+			restore_problem(it, "a %s is restored with --to-dir (mongodump's layout) "
+					"and then mongorestore; this version restores only "
+					"collections into MongoDB directly", strcmp(it->c->type,
+					"timeseries") == 0 ? "time-series collection" :
+					is_auth(it->c) ? "database's users and roles" : it->c->type);
+			it->result = "failed";
+			bad++;
+			continue;
+		}
+		if (is_auth(it->c) ||
+		    set_valid_collection(it->to_db, it->c->name, why, sizeof(why)))
 			continue;
 		restore_problem(it, "%s", why);
 		it->result = "failed";
@@ -190,7 +281,9 @@ static size_t check_blobs(struct restore *rs)
 		struct azure_error err;
 		bool was_bad = it->result != NULL;
 
-		if (azure_get_properties(client, c->blob, &props, &err) != 0) {
+		if (c->blob == NULL) {
+			/* a view: its definition only */
+		} else if (azure_get_properties(client, c->blob, &props, &err) != 0) {
 			if (err.err_class != NULL && strcmp(err.err_class, ERR_CLASS_NOTFOUND) == 0)
 				restore_problem(it, "data blob %s does not exist", c->blob);
 			else
@@ -203,7 +296,7 @@ static size_t check_blobs(struct restore *rs)
 						(long long)c->gzip_bytes);
 			azure_blob_item_free(&props);
 		}
-		if (!rs->no_indexes) {
+		if (!rs->no_indexes && c->metadata_blob != NULL) {
 			/* Checked now, read again when the collection's turn comes:
 			 * holding every collection's at once is what a manifest
 			 * naming one huge metadata blob many times would exploit. */
@@ -248,12 +341,15 @@ static char *read_uri_file(const char *path)
 
 static void usage(void)
 {
-	printf("Usage: " CTL_PROG " [-c CONF] restore SET [--collection C]...\n"
+	printf("Usage: " CTL_PROG " [-c CONF] restore SET [--db DB] [--collection [DB.]C]...\n"
 	       "         (--to-uri URI | --to-uri-file FILE | --to-dir DIR)\n"
-	       "         [--to-db DB] [--drop] [--no-indexes] [--dry-run]\n"
+	       "         [--to-db DB] [--users-and-roles] [--drop] [--no-indexes] [--dry-run]\n"
 	       "Restores the backup set SET (or 'latest': the newest complete one) into a\n"
 	       "MongoDB (documents, then indexes) or into DIR as mongodump's layout\n"
-	       "(DIR/DB/COLL.bson + COLL.metadata.json) for mongorestore.  A target\n"
+	       "(DIR/DB/COLL.bson + COLL.metadata.json) for mongorestore.  Every database\n"
+	       "of the set, or --db's; --collection names one (DB.C where several\n"
+	       "databases have a C); --to-db restores one database under another name.\n"
+	       "Users and roles only with --users-and-roles (--to-dir).  A target\n"
 	       "collection that holds documents is refused unless --drop, which drops it\n"
 	       "first.  --dry-run checks everything and writes nothing.\n");
 }
@@ -290,6 +386,50 @@ static int summary(struct restore *rs)
 	return ok == rs->n ? CTL_OK : CTL_FAILED;
 }
 
+/* Items grouped by their target database, in the set's order otherwise:
+ * each group is restored into one database (one directory). */
+static void sort_by_target(struct restore *rs)
+{
+	for (size_t i = 1; i < rs->n; i++)
+		for (size_t j = i; j > 0 && strcmp(rs->items[j - 1].to_db, rs->items[j].to_db) > 0;
+		     j--) {
+			struct restore_item t = rs->items[j];
+			rs->items[j] = rs->items[j - 1];
+			rs->items[j - 1] = t;
+		}
+}
+
+/* The one target database, or "several databases". */
+static const char *one_target(const struct restore *rs)
+{
+	for (size_t i = 1; i < rs->n; i++)
+		if (strcmp(rs->items[i].to_db, rs->items[0].to_db) != 0)
+			return "(several databases)";
+	return rs->n ? rs->items[0].to_db : "";
+}
+
+/* Runs step on each target database's items in turn, as if they were
+ * all there is; the sum of what it returns. */
+static size_t each_target(struct restore *rs, size_t (*step)(struct restore *))
+{
+	struct restore_item *all = rs->items;
+	size_t n = rs->n, total = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = i;
+		while (k < n && strcmp(all[k].to_db, all[i].to_db) == 0)
+			k++;
+		rs->items = all + i;
+		rs->n = k - i;
+		rs->to_db = all[i].to_db;
+		total += step(rs);
+		i = k;
+	}
+	rs->items = all;
+	rs->n = n;
+	return total;
+}
+
 int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -298,6 +438,8 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 		{ "to-uri-file", required_argument, NULL, 'U' },
 		{ "to-dir", required_argument, NULL, 'o' },
 		{ "to-db", required_argument, NULL, 'd' },
+		{ "db", required_argument, NULL, 'B' },
+		{ "users-and-roles", no_argument, NULL, 'R' },
 		{ "drop", no_argument, NULL, 'D' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "no-indexes", no_argument, NULL, 'I' },
@@ -343,7 +485,9 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 			break;
 		case 'U': uri_file = optarg; break;
 		case 'o': rs.to_dir = optarg; break;
-		case 'd': rs.to_db = optarg; break;
+		case 'd': rs.map_to_db = optarg; break;
+		case 'B': rs.only_db = optarg; break;
+		case 'R': rs.users_and_roles = true; break;
 		case 'D': rs.drop = true; break;
 		case 'n': rs.dry_run = true; break;
 		case 'I': rs.no_indexes = true; break;
@@ -375,12 +519,12 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 		r = ctl_usage_error("restore: --to-dir needs a directory");
 		goto out;
 	}
-	if (rs.to_db != NULL && *rs.to_db == '\0') {
-		r = ctl_usage_error("restore: --to-db needs a database name");
+	if (rs.map_to_db != NULL && !set_valid_database(rs.map_to_db, c, sizeof(c))) {
+		r = ctl_usage_error("restore: --to-db: %s", c);
 		goto out;
 	}
-	if (rs.to_db != NULL && !set_valid_database(rs.to_db, c, sizeof(c))) {
-		r = ctl_usage_error("restore: --to-db: %s", c);
+	if (rs.only_db != NULL && !set_valid_database(rs.only_db, c, sizeof(c))) {
+		r = ctl_usage_error("restore: --db: %s", c);
 		goto out;
 	}
 	if (uri_file != NULL && (rs.to_uri = read_uri_file(uri_file)) == NULL) {
@@ -403,11 +547,11 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 		r = CTL_FAILED;
 		goto out;
 	}
-	if (rs.to_db == NULL)
-		rs.to_db = rs.set->database;
 	r = select_items(&rs, names, n_names);
 	if (r != CTL_OK)
 		goto out;
+	sort_by_target(&rs);
+	rs.to_db = one_target(&rs);
 
 	printf("%s %s (started %s, %s) %s %s%s\n", rs.dry_run ? "dry run: restore" : "restore",
 	       ctl_clean(rs.set->folder, a, sizeof(a)), ctl_when(rs.set->started, b, sizeof(b)),
@@ -428,7 +572,7 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 
 	bad = check_names(&rs);
 	bad += check_blobs(&rs);
-	bad += rs.to_dir ? restore_dir_check(&rs) : restore_mongo_preflight(&rs);
+	bad += each_target(&rs, rs.to_dir ? restore_dir_check : restore_mongo_preflight);
 	if (restore_interrupted) {
 		printf("interrupted before anything was written\n");
 		r = CTL_FAILED;
@@ -444,10 +588,8 @@ int ctl_restore(const char *conf_path, bool conf_explicit, int argc, char **argv
 		r = bad > 0 ? CTL_FAILED : CTL_OK;
 		goto out;
 	}
-	if (rs.to_dir)
-		restore_dir_run(&rs);
-	else
-		restore_mongo_run(&rs);
+	each_target(&rs, rs.to_dir ? restore_dir_run : restore_mongo_run);
+	rs.to_db = one_target(&rs);
 	r = summary(&rs);
 out:
 	if (have_signals) {

@@ -131,7 +131,16 @@ static int names_for(struct restore *rs, struct restore_item *it, struct names *
 	const char *longest = rs->no_indexes ? ".bson" PARTIAL : LONGEST_SUFFIX;
 	size_t n;
 
-	if (path_escape_collection(it->c->name, escaped, sizeof(escaped)) != 0) {
+	/* mongodump's names: a database's users and roles as they are, a
+	 * time-series collection's data as its buckets (the metadata keeps
+	 * the collection's name). */
+	bool auth = strcmp(it->c->type, "users") == 0 || strcmp(it->c->type, "roles") == 0;
+	char data_name[600];
+	snprintf(data_name, sizeof(data_name), "%s%s",
+		 strcmp(it->c->type, "timeseries") == 0 ? "system.buckets." : "", it->c->name);
+	if (auth)
+		snprintf(escaped, sizeof(escaped), "%s", it->c->name);
+	else if (path_escape_collection(data_name, escaped, sizeof(escaped)) != 0) {
 		restore_problem(it, "the collection name is too long for a file name");
 		return -1;
 	}
@@ -144,12 +153,15 @@ static int names_for(struct restore *rs, struct restore_item *it, struct names *
 	}
 	snprintf(nm->bson, sizeof(nm->bson), "%s.bson", escaped);
 	snprintf(nm->bson_part, sizeof(nm->bson_part), "%s.bson" PARTIAL, escaped);
-	snprintf(nm->meta, sizeof(nm->meta), "%s.metadata.json", escaped);
-	snprintf(nm->meta_part, sizeof(nm->meta_part), "%s.metadata.json" PARTIAL, escaped);
+	char meta_escaped[1024];
+	if (path_escape_collection(it->c->name, meta_escaped, sizeof(meta_escaped)) != 0 || auth)
+		snprintf(meta_escaped, sizeof(meta_escaped), "%s", escaped);
+	snprintf(nm->meta, sizeof(nm->meta), "%s.metadata.json", meta_escaped);
+	snprintf(nm->meta_part, sizeof(nm->meta_part), "%s.metadata.json" PARTIAL, meta_escaped);
 	/* For the report only: every file is reached through the directory's
 	 * descriptor, so a long DIR limits nothing. */
 	if ((size_t)snprintf(it->path, sizeof(it->path), "%s/%s/%s", rs->to_dir, rs->to_db,
-			     nm->bson) >= sizeof(it->path))
+			     it->c->blob ? nm->bson : nm->meta) >= sizeof(it->path))
 		memcpy(it->path + sizeof(it->path) - 4, "...", 4);
 	return 0;
 }
@@ -375,6 +387,16 @@ static void restore_one(struct restore *rs, struct restore_item *it, int dirfd)
 	/* Read now, while its collection is restored, and let go after. */
 	if (it->with_metadata && restore_load_metadata(rs, it) != 0)
 		return;
+	if (c->blob == NULL) {
+		/* A view: its definition is all there is, as mongodump writes it. */
+		it->started = true;
+		if (it->with_metadata && write_metadata(rs, it, dirfd, &nm) == 0)
+			it->result = "ok";
+		else if (!it->with_metadata)
+			restore_problem(it, "a view is its definition: restore it without "
+					"--no-indexes");
+		goto out;
+	}
 	if (bson_stream_init(&d.bs, true, write_doc, &d) != 0) {
 		restore_problem(it, "out of memory");
 		goto out;

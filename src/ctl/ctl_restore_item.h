@@ -27,6 +27,7 @@
 
 struct restore_item {
 	const struct set_coll *c;
+	const char *to_db;            /* its database in the target */
 	bool with_metadata;           /* restored with its metadata (not --no-indexes) */
 	char *metadata;               /* plain metadata.json, only while it is used */
 	size_t metadata_len;
@@ -55,8 +56,10 @@ struct restore {
 	const struct backup_set *set;
 	char *to_uri;                 /* owned; scrubbed when freed */
 	const char *to_dir;
-	const char *to_db;
-	bool drop, dry_run, no_indexes;
+	const char *to_db;            /* the database of the items being worked on */
+	const char *map_to_db;        /* --to-db */
+	const char *only_db;          /* --db */
+	bool drop, dry_run, no_indexes, users_and_roles;
 	struct restore_item *items;
 	size_t n;
 	int tty;                      /* terminal width, 0: not a terminal */

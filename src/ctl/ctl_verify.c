@@ -100,7 +100,8 @@ static int verify_one(struct ctl_store *st, struct backup_set *s, bool record, s
 
 	printf("verifying %s", ctl_clean(s->folder[0] ? s->folder : "/", a, sizeof(a)));
 	if (s->loaded)
-		printf(" (database %s, started %s, %s)", ctl_clean(s->database, b, sizeof(b)),
+		printf(" (database %s, started %s, %s)",
+		       ctl_clean(s->database ? s->database : "(several)", b, sizeof(b)),
 		       ctl_when(s->started, c, sizeof(c)),
 		       s->complete ? "complete" : "INCOMPLETE");
 	putchar('\n');
