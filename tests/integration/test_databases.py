@@ -164,7 +164,8 @@ class TestDatabaseConfig(DatabasesCase):
     def test_check_refuses_template_without_database(self):
         conf = self.config(azure={"blob_path": "backups/{date}/{collection}.bson.gz"})
         rc, out, err, _t = h.run_program([h.DAEMON, "-t", "-c", conf], timeout=60)
-        text = (out + err).decode("utf-8", "replace")
+        text = "".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+                       for x in (out, err))
         self.assertEqual(rc, 2, text)
         self.assertIn("has no {database}", text)
 
