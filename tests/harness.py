@@ -996,9 +996,11 @@ def is_data_export(coll):
     return lambda argv: coll in argv[1:] and "--metadata" not in argv
 
 
-def is_data_upload(coll):
-    """pred for wait_for_child: the upload-blob writing coll's data blob."""
-    suffix = "tralivali_%s.bson.gz" % coll
+def is_data_upload(coll, prefix="tralivali"):
+    """pred for wait_for_child: the upload-blob writing coll's data blob
+    (PREFIX_COLL.bson.gz: tralivali_ as write_config's blob_path names
+    them, the database with the default blob_path)."""
+    suffix = "%s_%s.bson.gz" % (prefix, coll)
     return lambda argv: any(a.endswith(suffix) for a in argv[1:])
 
 

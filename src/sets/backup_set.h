@@ -107,8 +107,9 @@ int set_parse_manifest(struct backup_set *s, const char *json, size_t len, char 
  * " $ * < > : | ? and, because it becomes a directory, no control
  * character. */
 bool set_valid_database(const char *name, char *why, size_t len);
-/* A collection name as MongoDB takes it (not empty, no '$') whose
- * namespace in database db fits SET_NAMESPACE_MAX. */
+/* A collection name as MongoDB takes it (not empty, no '$', not a
+ * "system." collection but system.js and admin's, which mongodump keeps)
+ * whose namespace in database db fits SET_NAMESPACE_MAX. */
 bool set_valid_collection(const char *db, const char *name, char *why, size_t len);
 /* A blob name inside folder ("" is the container's root): a valid blob
  * name below the folder whose every segment is neither empty nor "." or

@@ -113,6 +113,13 @@ bool set_valid_collection(const char *db, const char *name, char *why, size_t le
 		snprintf(why, len, "the collection name is empty");
 		return false;
 	}
+	/* mongodump's rule (config_collection_skipped): system.js is data,
+	 * and admin's system collections are backed up when admin is. */
+	if (strncmp(name, "system.", 7) == 0 && strcmp(name, "system.js") != 0 &&
+	    strcmp(db, "admin") != 0) {
+		snprintf(why, len, "\"system.\" collections are MongoDB's own and never backed up");
+		return false;
+	}
 	if (strchr(name, '$') != NULL) {
 		snprintf(why, len, "the collection name holds '$', which MongoDB reserves");
 		return false;

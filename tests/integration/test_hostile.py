@@ -605,7 +605,7 @@ class TestNames(HostileTestCase):
     BAD_COLLECTIONS = [
         ("c" * 300, "the collection name is 300 bytes long"),
         ("a$b", "the collection name holds '$'"),
-        ("system.js", "\"system.\" collections are MongoDB's own"),
+        ("system.views", "\"system.\" collections are MongoDB's own"),
         ("", "the collection name is empty"),
         ("us\u0000ers", "a collection entry holds a string with a NUL byte"),
     ]

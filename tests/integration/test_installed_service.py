@@ -426,7 +426,7 @@ class TestInstalledService(h.BackupTestCase):
             exp = self.wait_for(lambda: self.helpers_of(pid, "export-collection",
                                                         h.is_data_export("users")))
             upl = self.wait_for(lambda: self.helpers_of(pid, "upload-blob",
-                                                        h.is_data_upload("users")))
+                                                        h.is_data_upload("users", self.database)))
             self.assertTrue(exp and upl, "no installed helpers below the daemon (%d): %r\nlog:\n%s"
                             % (pid, [(p, exe_of(p)) for p in h.descendants(pid)],
                                self.log_text()))
@@ -457,7 +457,7 @@ class TestInstalledService(h.BackupTestCase):
         self.assertEqual((st["runs"].get("complete"), st["runs"].get("cancelled")),
                          (1, cancelled), st)
         names = self.blobs.names()
-        self.assertTrue([n for n in names if n.endswith("tralivali_users.bson.gz")], names)
+        self.assertTrue([n for n in names if n.endswith("/%s_users.bson.gz" % self.database)], names)
         self.assertTrue([n for n in names if n.endswith("manifest.json")], names)
 
         # The operator: status and metrics, not run.
