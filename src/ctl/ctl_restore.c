@@ -198,6 +198,17 @@ static int select_items(struct restore *rs, char **names, size_t n_names)
 			if (add_item(rs, c) == NULL)
 				goto oom;
 		}
+	if (rs->users_and_roles && n_names == 0) {
+		bool any = false;
+		for (size_t i = 0; i < rs->n; i++)
+			any |= is_auth(rs->items[i].c);
+		if (!any) {
+			ctl_err("--users-and-roles: %s holds no users and roles%s (they are "
+				"backed up with [mongodb] users_and_roles = yes)", s->folder,
+				rs->only_db ? " of that database" : "");
+			return CTL_USAGE;
+		}
+	}
 	for (size_t i = 0; i < rs->n; i++)
 		rs->items[i].to_db = rs->map_to_db ? rs->map_to_db : rs->items[i].c->database;
 	for (size_t i = 1; i < rs->n; i++)
@@ -244,15 +255,11 @@ static size_t check_names(struct restore *rs)
 	for (size_t i = 0; i < rs->n; i++) {
 		struct restore_item *it = &rs->items[i];
 
-		/* Into MongoDB this version brings collections back; a view,
-		 * a time-series collection or users and roles go through
-		 * --to-dir and mongorestore. */
-		if (rs->to_dir == NULL && strcmp(it->c->type, "collection") != 0) {
-			restore_problem(it, "a %s is restored with --to-dir (mongodump's layout) "
-					"and then mongorestore; this version restores only "
-					"collections into MongoDB directly", strcmp(it->c->type,
-					"timeseries") == 0 ? "time-series collection" :
-					is_auth(it->c) ? "database's users and roles" : it->c->type);
+		/* Users and roles name their database inside: merged into
+		 * another one they would not be found. */
+		if (is_auth(it->c) && rs->map_to_db != NULL) {
+			restore_problem(it, "users and roles belong to database %s; restore them "
+					"without --to-db", it->c->database);
 			it->result = "failed";
 			bad++;
 			continue;
@@ -349,7 +356,7 @@ static void usage(void)
 	       "(DIR/DB/COLL.bson + COLL.metadata.json) for mongorestore.  Every database\n"
 	       "of the set, or --db's; --collection names one (DB.C where several\n"
 	       "databases have a C); --to-db restores one database under another name.\n"
-	       "Users and roles only with --users-and-roles (--to-dir).  A target\n"
+	       "Users and roles only with --users-and-roles.  A target\n"
 	       "collection that holds documents is refused unless --drop, which drops it\n"
 	       "first.  --dry-run checks everything and writes nothing.\n");
 }

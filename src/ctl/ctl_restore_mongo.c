@@ -334,7 +334,7 @@ static void judge(struct restore *rs, struct restore_item *it, struct pair *p, i
 		      parse_result(p->result, p->result_len, &rec, &ok_word) == 0;
 	/* A downloader that lost its reader, or that we stopped because its
 	 * reader failed, is a consequence, not a cause. */
-	bool download_failed = !dry_run &&
+	bool download_failed = !dry_run && it->c->blob != NULL &&
 		!(WIFEXITED(download_st) && (WEXITSTATUS(download_st) == CHILD_EXIT_OK ||
 					     WEXITSTATUS(download_st) == CHILD_EXIT_PEER_GONE)) &&
 		!((p->download_stopped || p->terminated) && WIFSIGNALED(download_st));
@@ -380,6 +380,10 @@ static void judge(struct restore *rs, struct restore_item *it, struct pair *p, i
 		restore_problem(it, "downloading %s failed: %s", it->c->blob,
 				p->log[1].last_error[0] ? p->log[1].last_error : how);
 	}
+	if (parsed && p->result_ok && it->c->blob == NULL) {
+		it->result = "ok";      /* a view: created from its definition */
+		return;
+	}
 	if (parsed && p->result_ok && !download_failed) {
 		restore_matches_manifest(it, it->documents, status_get_u64(&rec, "bson_bytes", 0),
 					 status_get_u64(&rec, "gzip_bytes", 0),
@@ -418,7 +422,7 @@ static int run_pair(struct restore *rs, struct restore_item *it, bool dry_run)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 ||
 	    pipe2(elog[0], O_CLOEXEC) != 0 || pipe2(elog[1], O_CLOEXEC) != 0 ||
-	    (!dry_run && pipe2(data, O_CLOEXEC) != 0)) {
+	    (!dry_run && it->c->blob != NULL && pipe2(data, O_CLOEXEC) != 0)) {
 		restore_problem(it, "cannot create pipes: %s", strerror(errno));
 		goto fail;
 	}
@@ -442,7 +446,9 @@ static int run_pair(struct restore *rs, struct restore_item *it, bool dry_run)
 	iargv[n++] = (char *)rs->to_db;
 	iargv[n++] = "--status-fd";
 	iargv[n++] = "3";
-	if (!dry_run) {
+	iargv[n++] = "--kind";
+	iargv[n++] = it->c->type;
+	if (!dry_run && it->c->blob != NULL) {
 		snprintf(expect, sizeof(expect), "documents=%lld,bson_bytes=%lld,gzip_bytes=%lld",
 			 (long long)it->c->documents, (long long)it->c->bson_bytes,
 			 (long long)it->c->gzip_bytes);
@@ -484,7 +490,7 @@ static int run_pair(struct restore *rs, struct restore_item *it, bool dry_run)
 	elog[0][0] = -1;
 	fd_set_nonblock(p.status_fd, 1);
 
-	if (!dry_run) {
+	if (!dry_run && it->c->blob != NULL) {
 		char *dargv[8];
 		n = 0;
 		dargv[n++] = "download-blob";

@@ -230,11 +230,12 @@ static int list_database(struct export_job *job, const struct mab_config *cfg,
 		goto out;
 	}
 auth:
-	/* mongodump --dumpDbUsersAndRoles' two files, by its names. */
+	/* mongodump --dumpDbUsersAndRoles' two files, by its names; roles
+	 * first, which the users may be granted. */
 	if (cfg->users_and_roles &&
-	    (list_one(job, (*count)++, AUTH_USERS_NAME, strlen(AUTH_USERS_NAME), "users", false,
+	    (list_one(job, (*count)++, AUTH_ROLES_NAME, strlen(AUTH_ROLES_NAME), "roles", false,
 		      estimating) != 0 ||
-	     list_one(job, (*count)++, AUTH_ROLES_NAME, strlen(AUTH_ROLES_NAME), "roles", false,
+	     list_one(job, (*count)++, AUTH_USERS_NAME, strlen(AUTH_USERS_NAME), "users", false,
 		      estimating) != 0))
 		goto out;
 	r = 0;

@@ -129,6 +129,18 @@ static int connect_target(struct import *im)
 	mongoc_client_set_appname(im->client, "mongo-azure-backup-restore");
 	im->db = mongoc_client_get_database(im->client, im->database);
 	im->coll = mongoc_client_get_collection(im->client, im->database, im->collection);
+	if (im->kind == IMPORT_TIMESERIES) {
+		/* mongorestore's way: the buckets go in as they were. */
+		char buckets[600];
+		snprintf(buckets, sizeof(buckets), "system.buckets.%s", im->collection);
+		im->data_coll = mongoc_client_get_collection(im->client, im->database, buckets);
+	} else if (im->kind == IMPORT_USERS || im->kind == IMPORT_ROLES) {
+		im->data_coll = mongoc_client_get_collection(
+			im->client, "admin", im->kind == IMPORT_USERS ? IMPORT_TEMP_USERS
+								   : IMPORT_TEMP_ROLES);
+	} else {
+		im->data_coll = mongoc_collection_copy(im->coll);
+	}
 	return 0;
 }
 
@@ -137,12 +149,18 @@ static void usage(FILE *fp)
 	fprintf(fp,
 		"Usage: import-collection --database DB [--status-fd N] [--metadata-fd N]\n"
 		"                         [--expect documents=N,bson_bytes=N,gzip_bytes=N]\n"
-		"                         [--drop] [--dry-run] [--no-indexes] COLLECTION\n"
+		"                         [--drop] [--dry-run] [--no-indexes]\n"
+		"                         [--kind collection|view|timeseries|users|roles]\n"
+		"                         COLLECTION\n"
 		"Inserts the gzip-compressed mongodump .bson stream on stdin into DB.COLLECTION\n"
 		"of the MongoDB named by the MONGODB_URI environment variable, then builds the\n"
 		"indexes of the metadata.json read from --metadata-fd.  A collection that holds\n"
 		"documents is refused unless --drop.  --dry-run only reports the target.\n"
-		"--expect: the backup's counts; a stream that goes past one is stopped there.\n");
+		"--expect: the backup's counts; a stream that goes past one is stopped there.\n"
+		"--kind: a view is created from the metadata alone (no stream); a time-series\n"
+		"collection is created, then its buckets inserted into system.buckets.COLL;\n"
+		"users or roles ($admin.system.users / $admin.system.roles) go through\n"
+		"admin.tempusers / admin.temproles and _mergeAuthzCollections, for DB only.\n");
 }
 
 /* "documents=N,bson_bytes=N,gzip_bytes=N", any of them, in any order; a
@@ -195,6 +213,7 @@ int main(int argc, char **argv)
 		{ "drop", no_argument, NULL, 'D' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "no-indexes", no_argument, NULL, 'I' },
+		{ "kind", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -234,6 +253,21 @@ int main(int argc, char **argv)
 		case 'D': im.drop = true; break;
 		case 'n': im.dry_run = true; break;
 		case 'I': im.no_indexes = true; break;
+		case 'k': {
+			static const char *const kinds[] = { "collection", "view", "timeseries",
+							     "users", "roles" };
+			int k = -1;
+			for (int i = 0; i < 5; i++)
+				if (strcmp(optarg, kinds[i]) == 0)
+					k = i;
+			if (k < 0) {
+				msg_error("--kind '%s' is not collection, view, timeseries, users or "
+					  "roles", optarg);
+				return CHILD_EXIT_USAGE;
+			}
+			im.kind = (enum import_kind)k;
+			break;
+		}
 		case 'h': usage(stdout); return CHILD_EXIT_OK;
 		case 'V':
 			printf("import-collection (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
@@ -275,15 +309,20 @@ int main(int argc, char **argv)
 		goto out;
 	mongoc_init();
 	mongoc_ready = true;
-	if (connect_target(&im) != 0 || prepare_target(&im) != 0)
+	bool auth = im.kind == IMPORT_USERS || im.kind == IMPORT_ROLES;
+	if (connect_target(&im) != 0 || (auth ? prepare_auth(&im) : prepare_target(&im)) != 0)
 		goto out;
 	if (im.dry_run) {
 		r = CHILD_EXIT_OK;
 		goto out;
 	}
-	if (import_documents(&im, sha256, md5) != 0)
+	/* A view is its definition: created above, nothing to read. */
+	if (im.kind != IMPORT_VIEW && import_documents(&im, sha256, md5) != 0)
 		goto out;
-	if (im.meta != NULL && !im.no_indexes && create_indexes(&im) != 0)
+	if (auth && merge_auth(&im) != 0)
+		goto out;
+	if (im.kind != IMPORT_VIEW && !auth && im.meta != NULL && !im.no_indexes &&
+	    create_indexes(&im) != 0)
 		goto out;
 	r = CHILD_EXIT_OK;
 out:
@@ -296,6 +335,8 @@ out:
 		mongoc_bulk_operation_destroy(im.bulk);
 	if (im.coll != NULL)
 		mongoc_collection_destroy(im.coll);
+	if (im.data_coll != NULL)
+		mongoc_collection_destroy(im.data_coll);
 	if (im.db != NULL)
 		mongoc_database_destroy(im.db);
 	if (im.client != NULL)

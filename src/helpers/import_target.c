@@ -211,7 +211,11 @@ int prepare_target(struct import *im)
 
 	if (target_exists(im, &exists) != 0)
 		return -1;
-	if (exists) {
+	if (exists && im->kind == IMPORT_VIEW) {
+		/* A view holds no documents of its own: it is there or not. */
+		any = true;
+		count = 0;
+	} else if (exists) {
 		if (target_has_documents(im, &any) != 0)
 			return -1;
 		count = mongoc_collection_estimated_document_count(im->coll, NULL, NULL, NULL,
@@ -225,6 +229,11 @@ int prepare_target(struct import *im)
 			    (long long)(any ? count : 0));
 	if (im->dry_run)
 		return 0;
+	if (any && !im->drop && im->kind == IMPORT_VIEW) {
+		import_fail(im, IMPORT_CLASS_REFUSED, "view %s.%s already exists; restore does "
+			    "not replace it (--drop does)", im->database, im->collection);
+		return -1;
+	}
 	if (any && !im->drop) {
 		import_fail(im, IMPORT_CLASS_REFUSED,
 			    "collection %s.%s already holds documents (about "
@@ -247,6 +256,67 @@ int prepare_target(struct import *im)
 	if (!exists && create_collection(im) != 0)
 		return -1;
 	return 0;
+}
+
+/* ---- users and roles ---------------------------------------------------- */
+
+static const char *temp_name(const struct import *im)
+{
+	return im->kind == IMPORT_USERS ? IMPORT_TEMP_USERS : IMPORT_TEMP_ROLES;
+}
+
+static int drop_temp(struct import *im)
+{
+	bson_error_t error;
+
+	if (!mongoc_collection_drop_with_opts(im->data_coll, NULL, &error) &&
+	    !(error.domain == MONGOC_ERROR_SERVER && error.code == 26)) {
+		import_fail(im, mongo_class(&error), "cannot drop admin.%s: %s", temp_name(im),
+			    error.message);
+		return -1;
+	}
+	return 0;
+}
+
+int prepare_auth(struct import *im)
+{
+	if (im->status_fd >= 0)
+		status_send(im->status_fd, "target exists=0 documents=0");
+	if (im->dry_run)
+		return 0;
+	return drop_temp(im);
+}
+
+/* As mongorestore --restoreDbUsersAndRoles: the server merges the
+ * temporary collection into its own, for this database only (a document
+ * of another database in the backup changes nothing), replacing users or
+ * roles of the same name; --drop also removes the database's others. */
+int merge_auth(struct import *im)
+{
+	bson_t cmd = BSON_INITIALIZER, reply;
+	bson_error_t error;
+	mongoc_database_t *admin = mongoc_client_get_database(im->client, "admin");
+	char ns[64];
+	int r = 0;
+
+	snprintf(ns, sizeof(ns), "admin.%s", temp_name(im));
+	BSON_APPEND_INT32(&cmd, "_mergeAuthzCollections", 1);
+	BSON_APPEND_UTF8(&cmd, im->kind == IMPORT_USERS ? "tempUsersCollection"
+							 : "tempRolesCollection", ns);
+	BSON_APPEND_BOOL(&cmd, "drop", im->drop);
+	BSON_APPEND_UTF8(&cmd, "db", im->database);
+	if (!mongoc_database_write_command_with_opts(admin, &cmd, NULL, &reply, &error)) {
+		import_fail(im, mongo_class(&error), "merging the %s of %s failed: %s",
+			    im->kind == IMPORT_USERS ? "users" : "roles", im->database,
+			    error.message);
+		r = -1;
+	}
+	bson_destroy(&reply);
+	bson_destroy(&cmd);
+	mongoc_database_destroy(admin);
+	if (drop_temp(im) != 0)
+		r = -1;
+	return r;
 }
 
 /* ---- documents ---------------------------------------------------------- */
@@ -337,7 +407,7 @@ int add_document(void *ctx, const uint8_t *data, uint32_t len)
 	if (im->bulk == NULL) {
 		bson_t opts = BSON_INITIALIZER;
 		BSON_APPEND_BOOL(&opts, "ordered", false);
-		im->bulk = mongoc_collection_create_bulk_operation_with_opts(im->coll, &opts);
+		im->bulk = mongoc_collection_create_bulk_operation_with_opts(im->data_coll, &opts);
 		bson_destroy(&opts);
 	}
 	if (!bson_init_static(&doc, data, len) ||

@@ -226,8 +226,8 @@ static struct job_entry *configured_entries(const struct mab_config *cfg, size_t
 			e[k++] = (struct job_entry){ sc->database, sc->collections.names[c],
 						     KIND_COLLECTION };
 		if (cfg->users_and_roles) {
-			e[k++] = (struct job_entry){ sc->database, "$admin.system.users", KIND_USERS };
 			e[k++] = (struct job_entry){ sc->database, "$admin.system.roles", KIND_ROLES };
+			e[k++] = (struct job_entry){ sc->database, "$admin.system.users", KIND_USERS };
 		}
 	}
 	*n = k;

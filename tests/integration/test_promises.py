@@ -64,12 +64,14 @@ class TestPromises(h.BackupTestCase):
         h.seed_users(self.db, "big", 60000, seed=62)
         conf = self.write_config(collections="big",
                                  compression={"engine": "zlib", "level": 9, "threads": 1})
+        # Held mid-export where the fake can hold it, so the signal lands
+        # while the data is still on its way whatever the machine's speed.
+        if self.mongo.supports_faults:
+            self.mongo.fault(hang_on_getmore=1)
         run = self.start_backup(conf)
-        deadline = time.monotonic() + 30
-        while not run.children(("upload-blob",)) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.assertTrue(run.children(("upload-blob",)), "the upload never started")
-        time.sleep(0.3)
+        run.wait_for_child("upload-blob", h.is_data_upload("big"), timeout=30)
+        if not self.mongo.supports_faults:
+            time.sleep(0.3)
         os.kill(run.pid, signal.SIGINT)
         rc, log, elapsed = run.wait(60)
         self.assertExit(rc, 1, log)

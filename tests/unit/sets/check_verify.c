@@ -728,7 +728,10 @@ START_TEST(database_and_collection_names)
 	ck_assert(set_valid_collection("tralivali", "systemjs", why, sizeof(why)));
 	ck_assert(!set_valid_collection("tralivali", "", why, sizeof(why)));
 	ck_assert(!set_valid_collection("tralivali", "a$b", why, sizeof(why)));
-	ck_assert(!set_valid_collection("tralivali", "system.js", why, sizeof(why)));
+	/* mongodump keeps system.js, and admin's system collections. */
+	ck_assert(set_valid_collection("tralivali", "system.js", why, sizeof(why)));
+	ck_assert(set_valid_collection("admin", "system.users", why, sizeof(why)));
+	ck_assert(!set_valid_collection("tralivali", "system.views", why, sizeof(why)));
 	memset(name, 'c', 300);
 	name[300] = '\0';
 	ck_assert(!set_valid_collection("d", name, why, sizeof(why)));
@@ -809,7 +812,7 @@ START_TEST(hostile_manifests_refused)
 		{ "\"d\"", "{\"name\":\"\",\"blob\":\"u.bson.gz\"}", "empty" },
 		{ "\"d\"", "{\"name\":\"a\\u0000b\",\"blob\":\"u.bson.gz\"}", "NUL" },
 		{ "\"d\"", "{\"name\":\"a$b\",\"blob\":\"u.bson.gz\"}", "'$'" },
-		{ "\"d\"", "{\"name\":\"system.js\",\"blob\":\"u.bson.gz\"}", "system." },
+		{ "\"d\"", "{\"name\":\"system.views\",\"blob\":\"u.bson.gz\"}", "system." },
 		{ "\"d\"", "{\"name\":\"u\",\"blob\":\"../backups/backups/2026-12-04/"
 		  "tralivali_users.bson.gz\"}", "not inside the set's folder" },
 		{ "\"d\"", "{\"name\":\"u\",\"blob\":\"backups/2026-11-27/../x/u.bson.gz\"}",
