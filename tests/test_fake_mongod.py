@@ -528,6 +528,662 @@ class TestFaults(Base):
         self.assertGreaterEqual(st["activeConnections"], 1)
 
 
+SONOPTS = CodecOptions(document_class=SON, uuid_representation=UuidRepresentation.STANDARD)
+
+
+def listing(db, name):
+    """The listCollections entry of name (SON, so field order shows)."""
+    docs = db.with_options(codec_options=SONOPTS).command(
+        "listCollections", filter={"name": name})["cursor"]["firstBatch"]
+    return docs[0] if docs else None
+
+
+def indexes(db, name, **kw):
+    return db.with_options(codec_options=SONOPTS).command("listIndexes", name, **kw)["cursor"]["firstBatch"]
+
+
+def ts_utc(*a):
+    return datetime.datetime(*a)
+
+
+class TestViews(Base):
+    def seed(self):
+        self.db.src.insert_many([SON([("_id", i), ("a", i % 3), ("b", "x%d" % i)]) for i in range(30)])
+
+    def test_create_view_listing_and_system_views(self):
+        self.seed()
+        pipeline = [{"$match": {"a": 1}}, {"$project": {"b": 1}}]
+        self.assertEqual(self.db.command("create", "v", viewOn="src", pipeline=pipeline)["ok"], 1.0)
+        entry = listing(self.db, "v")
+        self.assertEqual(list(entry.keys()), ["name", "type", "options", "info"])  # no uuid, no idIndex
+        self.assertEqual(entry["type"], "view")
+        self.assertEqual(list(entry["options"].keys()), ["viewOn", "pipeline"])
+        self.assertEqual(entry["options"]["viewOn"], "src")
+        self.assertEqual(entry["options"]["pipeline"], pipeline)
+        self.assertEqual(entry["info"], {"readOnly": True})
+        # stored the way mongod stores it: a document in <db>.system.views, listed as a collection
+        sv = listing(self.db, "system.views")
+        self.assertEqual(sv["type"], "collection")
+        self.assertIn("uuid", sv["info"])
+        stored = list(self.db.get_collection("system.views", codec_options=SONOPTS).find())
+        self.assertEqual(stored, [SON([("_id", "%s.v" % self.db.name), ("viewOn", "src"), ("pipeline", pipeline)])])
+        self.assertEqual(list(stored[0].keys()), ["_id", "viewOn", "pipeline"])
+        names = self.db.command("listCollections", nameOnly=True)["cursor"]["firstBatch"]
+        self.assertIn({"name": "v", "type": "view"}, names)
+        # {type: "collection"} leaves views out, as mongod does
+        colls = self.db.command("listCollections", filter={"type": "collection"})["cursor"]["firstBatch"]
+        self.assertEqual(sorted(c["name"] for c in colls), ["src", "system.views"])
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "v", viewOn="src")
+        self.assertEqual((cm.exception.code, cm.exception.details["errmsg"]),
+                         (48, "A view already exists. NS: %s.v" % self.db.name))
+
+    def test_find_count_aggregate_through_view(self):
+        self.seed()
+        self.db.command("create", "v", viewOn="src", pipeline=[{"$match": {"a": 1}}, {"$project": {"b": 1}}])
+        got = list(self.db.get_collection("v", codec_options=SONOPTS).find())
+        self.assertEqual(got, [SON([("_id", i), ("b", "x%d" % i)]) for i in range(1, 30, 3)])
+        self.assertEqual(self.db.v.count_documents({}), 10)
+        self.assertEqual(self.db.v.count_documents({"_id": {"$gt": 20}}), 3)
+        self.assertEqual([d["_id"] for d in self.db.v.find({"_id": {"$lt": 10}}, skip=1, limit=2)], [4, 7])
+        r = self.db.command("find", "v", batchSize=4)
+        self.assertEqual(r["cursor"]["ns"], "%s.v" % self.db.name)
+        self.assertEqual(len(r["cursor"]["firstBatch"]), 4)
+        self.assertEqual(len(list(self.db.v.find(batch_size=3))), 10)  # getMore through the view
+        r = self.db.command("aggregate", "v", pipeline=[{"$match": {"_id": {"$gte": 13}}}, {"$count": "n"}],
+                            cursor={})
+        self.assertEqual(r["cursor"]["firstBatch"], [{"n": 6}])
+        self.db.command("create", "ids", viewOn="src", pipeline=[{"$project": {"_id": 1}}, {"$limit": 2}])
+        self.assertEqual(list(self.db.ids.find()), [{"_id": 0}, {"_id": 1}])
+        # a view on a view, and an exclusion projection
+        self.db.command("create", "vv", viewOn="v", pipeline=[{"$project": {"_id": 0}}, {"$limit": 2}])
+        self.assertEqual(list(self.db.vv.find()), [{"b": "x1"}, {"b": "x4"}])
+        # stored documents come through a $match-only view byte for byte
+        self.db.command("create", "raw", viewOn="src", pipeline=[{"$match": {"a": 2}}])
+        src = [d.raw for d in self.db.get_collection("src", codec_options=RAW).find({"a": 2})]
+        self.assertEqual([d.raw for d in self.db.get_collection("raw", codec_options=RAW).find()], src)
+
+    def test_view_errors(self):
+        self.seed()
+        self.db.command("create", "v", viewOn="src", pipeline=[{"$match": {}}])
+        msg = "Namespace %s.v is a view, not a collection" % self.db.name
+        for cmd in (SON([("listIndexes", "v")]), SON([("collStats", "v")])):
+            with self.assertRaises(errors.OperationFailure) as cm:
+                self.db.command(cmd)
+            self.assertEqual((cm.exception.code, cm.exception.details["errmsg"],
+                              cm.exception.details["codeName"]), (166, msg, "CommandNotSupportedOnView"))
+        r = self.db.command("insert", "v", documents=[{"x": 1}, {"x": 2}])
+        self.assertEqual((r["n"], r["writeErrors"]), (0, [{"index": 0, "code": 166, "errmsg": msg}]))
+        r = self.db.command("delete", "v", deletes=[{"q": {}, "limit": 0}])
+        self.assertEqual(r["writeErrors"][0]["code"], 166)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("createIndexes", "v", indexes=[{"key": {"a": 1}, "name": "a_1"}])
+        self.assertEqual((cm.exception.code, cm.exception.details["errmsg"]),
+                         (166, "Cannot create indexes on a view"))
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "bad", viewOn="src", pipeline=[{"$nope": {}}])
+        self.assertEqual((cm.exception.code, cm.exception.details["errmsg"]),
+                         (40324, "Unrecognized pipeline stage name: '$nope'"))
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "loop", viewOn="loop")
+        self.assertEqual(cm.exception.code, 5)
+        # a stage mongod has but the fake does not run: refused when read, not pretended
+        self.db.command("create", "sorted", viewOn="src", pipeline=[{"$sort": {"b": 1}}])
+        with self.assertRaises(errors.OperationFailure) as cm:
+            list(self.db.sorted.find())
+        self.assertIn("fake_mongod: unsupported aggregation stage $sort", str(cm.exception))
+
+    def test_drop_view_and_list_databases(self):
+        other = self.c["t_viewsonly"]
+        self.c.drop_database(other.name)
+        other.command("create", "v", viewOn="nothere")
+        self.assertIn(other.name, self.c.list_database_names())  # a database of only views lists
+        self.assertEqual(list(other.v.find()), [])
+        self.assertEqual(other.command("drop", "v")["ns"], "%s.v" % other.name)
+        self.assertEqual(list(other["system.views"].find()), [])
+        self.assertEqual(other.list_collection_names(), ["system.views"])
+        with self.assertRaises(errors.OperationFailure) as cm:
+            other.command("drop", "v")
+        self.assertEqual(cm.exception.code, 26)
+        self.c.drop_database(other.name)
+
+    def test_view_collation_listed_in_full(self):
+        self.seed()
+        self.db.command("create", "v", viewOn="src", pipeline=[], collation={"locale": "fr"})
+        opts = listing(self.db, "v")["options"]
+        self.assertEqual(list(opts.keys()), ["viewOn", "pipeline", "collation"])
+        self.assertEqual(opts["collation"]["locale"], "fr")
+        self.assertEqual(opts["collation"]["version"], "57.1")
+
+
+class TestTimeseries(Base):
+    T0 = ts_utc(2024, 1, 1, 12, 0, 30)
+
+    def create(self, name="w", **ts):
+        spec = {"timeField": "t", "metaField": "m"}
+        spec.update(ts)
+        return self.db.command("create", name, timeseries=spec)
+
+    def test_listing_of_both_namespaces(self):
+        self.db.command(SON([("create", "w"), ("timeseries", {"timeField": "t", "metaField": "m",
+                                                                 "granularity": "minutes"}),
+                             ("expireAfterSeconds", 600)]))
+        view = listing(self.db, "w")
+        self.assertEqual(list(view.keys()), ["name", "type", "options", "info"])
+        self.assertEqual(view["type"], "timeseries")
+        self.assertEqual(view["options"], SON([
+            ("expireAfterSeconds", Int64(600)),
+            ("timeseries", SON([("timeField", "t"), ("metaField", "m"), ("granularity", "minutes"),
+                                ("bucketMaxSpanSeconds", 86400)]))]))
+        self.assertEqual(list(view["options"]["timeseries"].keys()),
+                         ["timeField", "metaField", "granularity", "bucketMaxSpanSeconds"])
+        self.assertIsInstance(view["options"]["expireAfterSeconds"], Int64)
+        self.assertEqual(view["info"], {"readOnly": False})
+        buckets = listing(self.db, "system.buckets.w")
+        self.assertEqual(list(buckets.keys()), ["name", "type", "options", "info"])  # clustered: no idIndex
+        self.assertEqual(buckets["type"], "collection")
+        self.assertEqual(list(buckets["options"].keys()),
+                         ["validator", "clusteredIndex", "expireAfterSeconds", "timeseries"])
+        self.assertIs(buckets["options"]["clusteredIndex"], True)
+        schema = buckets["options"]["validator"]["$jsonSchema"]
+        self.assertEqual(schema["required"], ["_id", "control", "data"])
+        self.assertEqual(schema["properties"]["control"]["properties"]["min"],
+                         {"bsonType": "object", "required": ["t"], "properties": {"t": {"bsonType": "date"}}})
+        self.assertFalse(schema["additionalProperties"])
+        self.assertEqual(list(buckets["info"].keys()), ["readOnly", "uuid"])
+        # defaults filled in: granularity seconds, bucketMaxSpanSeconds 3600
+        self.create("d", metaField=None)
+        self.assertEqual(listing(self.db, "d")["options"]["timeseries"],
+                         SON([("timeField", "t"), ("granularity", "seconds"), ("bucketMaxSpanSeconds", 3600)]))
+        view_doc = self.db.get_collection("system.views", codec_options=SONOPTS).find_one({"_id": "%s.w" % self.db.name})
+        self.assertEqual(view_doc["viewOn"], "system.buckets.w")
+        self.assertEqual(list(view_doc["pipeline"][0]["$_internalUnpackBucket"].keys()),
+                         ["timeField", "metaField", "bucketMaxSpanSeconds", "exclude"])
+        self.assertEqual(indexes(self.db, "w"), [])
+        self.assertEqual(indexes(self.db, "system.buckets.w"), [])
+
+    def test_buckets_and_measurements(self):
+        self.create()
+        docs = [SON([("_id", i), ("t", self.T0 + datetime.timedelta(minutes=i)), ("m", {"s": i % 2}),
+                     ("v", i * 1.5)]) for i in range(6)]
+        docs[5]["extra"] = "only here"
+        self.assertEqual(self.db.w.insert_many(docs).inserted_ids, list(range(6)))
+        buckets = list(self.db.get_collection("system.buckets.w", codec_options=SONOPTS).find())
+        self.assertEqual(len(buckets), 2)  # one per meta value
+        b = buckets[0]
+        self.assertEqual(list(b.keys()), ["_id", "control", "meta", "data"])
+        self.assertEqual(list(b["control"].keys()), ["version", "min", "max"])
+        self.assertEqual(b["control"]["version"], 1)
+        self.assertEqual(b["meta"], {"s": 0})
+        rounded = ts_utc(2024, 1, 1, 12, 0)  # seconds granularity: min rounded down to the minute
+        self.assertEqual(b["control"]["min"], SON([("_id", 0), ("t", rounded), ("v", 0.0)]))
+        self.assertEqual(b["control"]["max"], SON([("_id", 4), ("t", self.T0 + datetime.timedelta(minutes=4)),
+                                                   ("v", 6.0)]))
+        self.assertEqual(b["_id"].generation_time.replace(tzinfo=None), rounded)
+        self.assertEqual(b["data"], SON([
+            ("_id", SON([("0", 0), ("1", 2), ("2", 4)])),
+            ("t", SON([(str(k), self.T0 + datetime.timedelta(minutes=i)) for k, i in enumerate((0, 2, 4))])),
+            ("v", SON([("0", 0.0), ("1", 3.0), ("2", 6.0)]))]))
+        self.assertEqual(buckets[1]["data"]["extra"], {"2": "only here"})  # a sparse column
+        # measurements unpacked: time, meta, then the data columns
+        got = list(self.db.get_collection("w", codec_options=SONOPTS).find())
+        self.assertEqual(len(got), 6)
+        self.assertEqual(list(got[0].keys()), ["t", "m", "_id", "v"])
+        self.assertEqual(sorted(d["_id"] for d in got), list(range(6)))
+        self.assertEqual(got[-1]["extra"], "only here")
+        self.assertEqual(self.db.w.count_documents({}), 6)
+        self.assertEqual(self.db.w.count_documents({"m.s": 1}), 3)
+        self.assertEqual([d["_id"] for d in self.db.w.find({"v": {"$gte": 6}})], [4, 5])
+        r = self.db.command("aggregate", "w", pipeline=[{"$match": {"m": {"s": 0}}}, {"$count": "n"}], cursor={})
+        self.assertEqual(r["cursor"]["firstBatch"], [{"n": 3}])
+        # later inserts go into the open bucket, which is rewritten in place
+        self.db.w.insert_one({"_id": 6, "t": self.T0 + datetime.timedelta(minutes=6), "m": {"s": 0}, "v": 9.0})
+        buckets = list(self.db.get_collection("system.buckets.w", codec_options=SONOPTS).find())
+        self.assertEqual(len(buckets), 2)
+        self.assertEqual(list(buckets[0]["data"]["_id"].values()), [0, 2, 4, 6])
+        st = self.db.command("collStats", "w")
+        self.assertEqual((st["ns"], st["count"], st["timeseries"]["bucketsNs"]),
+                         ("%s.w" % self.db.name, 2, "%s.system.buckets.w" % self.db.name))
+
+    def test_bucket_boundaries(self):
+        self.create()
+        t = self.T0
+        self.db.w.insert_many([{"t": t + datetime.timedelta(seconds=i), "m": 1} for i in range(1001)])
+        self.assertEqual(self.db["system.buckets.w"].count_documents({}), 2)  # 1000 per bucket
+        self.db.w.insert_one({"t": t + datetime.timedelta(hours=2), "m": 1})  # beyond bucketMaxSpanSeconds
+        self.db.w.insert_one({"t": t, "m": 2})  # another meta value
+        self.db.w.insert_one({"t": t})  # no meta at all
+        counts = [len(b["data"]["t"]) for b in self.db["system.buckets.w"].find()]
+        self.assertEqual(counts, [1000, 1, 1, 1, 1])
+        self.assertNotIn("meta", list(self.db["system.buckets.w"].find())[-1])
+        self.assertEqual(self.db.w.count_documents({}), 1004)
+
+    def test_buckets_restored_by_direct_insert(self):
+        """mongorestore's way: create the collection with the listed options,
+        insert the dumped bucket documents into system.buckets.X."""
+        self.create()
+        self.db.w.insert_many([{"t": self.T0 + datetime.timedelta(seconds=7 * i), "m": i % 3, "v": i}
+                               for i in range(50)])
+        dumped = [d.raw for d in self.db.get_collection("system.buckets.w", codec_options=RAW).find(
+            hint=[("$natural", 1)])]
+        options = listing(self.db, "w")["options"]
+        dest = self.c["t_ts_restore"]
+        self.c.drop_database(dest.name)
+        dest.command(SON([("create", "w")] + list(options.items())))
+        dest.get_collection("system.buckets.w", codec_options=RAW).insert_many(
+            [RawBSONDocument(r) for r in dumped])
+        back = [d.raw for d in dest.get_collection("system.buckets.w", codec_options=RAW).find()]
+        self.assertEqual(back, dumped)  # byte for byte
+        self.assertEqual([d.raw for d in dest.get_collection("w", codec_options=RAW).find()],
+                         [d.raw for d in self.db.get_collection("w", codec_options=RAW).find()])
+        # a compressed (control.version 2) bucket is stored and served, but not unpacked
+        v2 = SON([("_id", ObjectId()), ("control", SON([("version", 2), ("min", {"t": self.T0}),
+                                                        ("max", {"t": self.T0}), ("count", 1)])),
+                  ("data", {"t": Binary(b"\x00", 7)})])
+        dest["system.buckets.w"].insert_one(v2)
+        self.assertEqual(dest["system.buckets.w"].find_one({"_id": v2["_id"]})["control"]["version"], 2)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            list(dest.w.find())
+        self.assertIn("control.version 1", str(cm.exception))
+        # the buckets' validator: a document that is not a bucket is refused (121)
+        with self.assertRaises(errors.WriteError) as cm:
+            dest["system.buckets.w"].insert_one({"x": 1})
+        self.assertEqual(cm.exception.code, 121)
+        self.c.drop_database(dest.name)
+
+    def test_timeseries_indexes_and_errors(self):
+        self.create()
+        self.assertEqual(self.db.w.create_index([("m", 1), ("t", -1)]), "m_1_t_-1")
+        self.assertEqual(indexes(self.db, "w"), [SON([("v", 2), ("key", SON([("m", 1), ("t", -1)])),
+                                                      ("name", "m_1_t_-1")])])
+        self.assertEqual(indexes(self.db, "system.buckets.w"), [SON([
+            ("v", 2), ("key", SON([("meta", 1), ("control.max.t", -1), ("control.min.t", -1)])),
+            ("name", "m_1_t_-1")])])
+        r = self.db.command("insert", "w", documents=[{"m": 1}])
+        self.assertEqual((r["n"], r["writeErrors"][0]["code"], r["writeErrors"][0]["errmsg"]),
+                         (0, 2, "'t' must be present and contain a valid BSON UTC datetime value"))
+        cases = [({"timeField": "t", "bucketMaxSpanSeconds": 60}, 5510500),
+                 ({"timeField": "t", "metaField": "t"}, 72),
+                 ({"timeField": "t", "granularity": "days"}, 2),
+                 ({"metaField": "m"}, 40414)]
+        for spec, code in cases:
+            with self.assertRaises(errors.OperationFailure) as cm:
+                self.db.command("create", "bad", timeseries=spec)
+            self.assertEqual(cm.exception.code, code, spec)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "bad", timeseries={"timeField": "t"}, capped=True, size=4096)
+        self.assertEqual(cm.exception.code, 72)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.create()
+        self.assertEqual(cm.exception.details["errmsg"], "A timeseries collection already exists. NS: %s.w"
+                         % self.db.name)
+        self.assertEqual(self.db.command("drop", "w")["ns"], "%s.w" % self.db.name)
+        self.assertEqual(self.db.list_collection_names(), ["system.views"])
+
+
+class TestCollectionOptions(Base):
+    def test_capped(self):
+        self.db.command("create", "c", capped=True, size=1000, max=5)
+        opts = listing(self.db, "c")["options"]
+        self.assertEqual(opts, SON([("capped", True), ("size", 1024), ("max", 5)]))  # size rounded up to 256
+        self.assertEqual(list(opts.keys()), ["capped", "size", "max"])
+        self.db.c.insert_many([{"_id": i} for i in range(10)])
+        self.assertEqual([d["_id"] for d in self.db.c.find()], [5, 6, 7, 8, 9])  # oldest dropped
+        self.db.command("create", "big", capped=True, size=3 << 30)
+        self.assertIsInstance(listing(self.db, "big")["options"]["size"], Int64)  # appendNumber: >= 2^30
+        self.db.command("create", "small", capped=True, size=300)
+        self.db.small.insert_many([{"_id": i, "pad": "x" * 100} for i in range(10)])
+        self.assertEqual(listing(self.db, "small")["options"]["size"], 512)
+        self.assertEqual([d["_id"] for d in self.db.small.find()], [6, 7, 8, 9])  # 4 * 124 bytes <= 512
+        st = self.db.command("collStats", "c")
+        self.assertEqual((st["capped"], st["max"], st["maxSize"]), (True, 5, 1024))
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "x", capped=True)
+        self.assertEqual(cm.exception.code, 72)
+
+    def test_clustered(self):
+        self.db.command("create", "k", clusteredIndex={"key": {"_id": 1}, "unique": True})
+        entry = listing(self.db, "k")
+        self.assertEqual(list(entry.keys()), ["name", "type", "options", "info"])  # no idIndex
+        self.assertEqual(entry["options"], SON([("clusteredIndex", SON([
+            ("v", 2), ("key", SON([("_id", 1)])), ("name", "_id_"), ("unique", True)]))]))
+        self.assertEqual(indexes(self.db, "k"), [SON([("v", 2), ("key", SON([("_id", 1)])), ("name", "_id_"),
+                                                      ("unique", True), ("clustered", True)])])
+        self.db.k.insert_one({"_id": 1})
+        with self.assertRaises(errors.DuplicateKeyError):
+            self.db.k.insert_one({"_id": 1})
+        self.db.k.create_index("a")
+        self.assertEqual([i["name"] for i in indexes(self.db, "k")], ["_id_", "a_1"])
+        for kw, code in (({"clusteredIndex": {"key": {"_id": 1}, "unique": False}}, 5979700),
+                         ({"clusteredIndex": {"key": {"a": 1}, "unique": True}}, 5979701),
+                         ({"clusteredIndex": True}, 5979703),
+                         ({"clusteredIndex": {"key": {"_id": 1}, "unique": True}, "size": 10}, 6049200)):
+            with self.assertRaises(errors.OperationFailure) as cm:
+                self.db.command(SON([("create", "bad")] + list(kw.items())))
+            self.assertEqual(cm.exception.code, code, kw)
+
+    def test_collation(self):
+        self.db.command("create", "fr", collation={"locale": "fr"})
+        full = SON([("locale", "fr"), ("caseLevel", False), ("caseFirst", "off"), ("strength", 3),
+                    ("numericOrdering", False), ("alternate", "non-ignorable"), ("maxVariable", "punct"),
+                    ("normalization", False), ("backwards", False), ("version", "57.1")])
+        entry = listing(self.db, "fr")
+        self.assertEqual(entry["options"], SON([("collation", full)]))
+        self.assertEqual(list(entry["options"]["collation"].keys()), list(full.keys()))
+        id_index = SON([("v", 2), ("key", SON([("_id", 1)])), ("name", "_id_"), ("collation", full)])
+        self.assertEqual(entry["idIndex"], id_index)
+        self.db.fr.create_index("a")
+        self.assertEqual(indexes(self.db, "fr"), [id_index, SON([("v", 2), ("key", SON([("a", 1)])),
+                                                                  ("name", "a_1"), ("collation", full)])])
+        self.db.command("create", "ca", collation={"locale": "fr_CA", "strength": 2})
+        ca = listing(self.db, "ca")["options"]["collation"]
+        self.assertEqual((ca["backwards"], ca["strength"]), (True, 2))
+        self.db.command("create", "simple", collation={"locale": "simple"})
+        self.assertEqual(listing(self.db, "simple")["options"], {})  # simple: no collation option
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "xx", collation={"locale": "xx"})
+        self.assertEqual((cm.exception.code, cm.exception.details["errmsg"]),
+                         (2, "Field 'locale' is invalid in: { locale: \"xx\" }"))
+        with self.assertRaises(errors.OperationFailure) as cm:  # valid in mongod, not modelled: refused
+            self.db.command("create", "zh", collation={"locale": "zh"})
+        self.assertIn("fake_mongod", cm.exception.details["errmsg"])
+        # the fake compares bytes: string comparisons under a collation are refused, not pretended
+        self.db.fr.insert_many([{"_id": 1, "s": "a"}, {"_id": 2, "s": "B"}])
+        self.assertEqual(self.db.fr.count_documents({"_id": {"$gte": 2}}), 1)  # no strings: fine
+        for run in (lambda: list(self.db.fr.find({"s": "a"})),
+                    lambda: self.db.fr.count_documents({"s": {"$in": ["a"]}}),
+                    lambda: list(self.db.fr.aggregate([{"$match": {"s": {"$gt": "a"}}}])),
+                    lambda: list(self.db.simple.find({"s": "a"}, collation={"locale": "fr"}))):
+            with self.assertRaises(errors.OperationFailure) as cm:
+                run()
+            self.assertIn("only the simple (binary) collation is modelled", str(cm.exception))
+        self.db.command("create", "ci", collation={"locale": "en", "strength": 2})
+        with self.assertRaises(errors.OperationFailure):  # "A" == "a" there
+            self.db.ci.insert_one({"_id": "A"})
+
+    def test_validator(self):
+        self.db.command(SON([("create", "val"), ("validationAction", "error"), ("validator", {"a": {"$gt": 0}}),
+                             ("validationLevel", "moderate")]))
+        self.assertEqual(listing(self.db, "val")["options"], SON([
+            ("validator", SON([("a", SON([("$gt", 0)]))])), ("validationLevel", "moderate"),
+            ("validationAction", "error")]))
+        self.db.val.insert_one({"a": 1})
+        with self.assertRaises(errors.WriteError) as cm:
+            self.db.val.insert_one({"_id": 7, "a": 0})
+        self.assertEqual((cm.exception.code, cm.exception.details["errInfo"]["failingDocumentId"]), (121, 7))
+        self.db.val.insert_one({"a": 0}, bypass_document_validation=True)
+        self.db.command("create", "warn", validator={"a": {"$gt": 0}}, validationAction="warn")
+        self.db.warn.insert_one({"a": 0})
+        self.db.command("create", "schema", validator={"$jsonSchema": {"required": ["a"]}})
+        with self.assertRaises(errors.WriteError) as cm:  # cannot evaluate it: refuses, never pretends
+            self.db.schema.insert_one({"a": 1})
+        self.assertIn("bypassDocumentValidation", str(cm.exception))
+        self.db.schema.insert_one({"a": 1}, bypass_document_validation=True)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "bad", validationLevel="sometimes")
+        self.assertEqual(cm.exception.code, 2)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("create", "bad", notAnOption=1)
+        self.assertEqual((cm.exception.code, cm.exception.details["errmsg"]),
+                         (40415, "BSON field 'create.notAnOption' is an unknown field."))
+
+
+def scram_check(test, creds, hash_name, password, iterations, salt_len):
+    """Recompute storedKey / serverKey from the stored salt (RFC 5802)."""
+    import base64
+    import hashlib
+    import hmac
+    test.assertEqual(list(creds.keys()), ["iterationCount", "salt", "storedKey", "serverKey"])
+    test.assertEqual(creds["iterationCount"], iterations)
+    test.assertNotIsInstance(creds["iterationCount"], Int64)
+    salt = base64.b64decode(creds["salt"])
+    test.assertEqual(len(salt), salt_len)
+    salted = hashlib.pbkdf2_hmac(hash_name, password, salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+    test.assertEqual(base64.b64decode(creds["storedKey"]), hashlib.new(hash_name, client_key).digest())
+    test.assertEqual(base64.b64decode(creds["serverKey"]), hmac.new(salted, b"Server Key", hash_name).digest())
+
+
+class TestUsersAndRoles(Base):
+    def setUp(self):
+        Base.setUp(self)
+        self.c.drop_database("admin")
+        self.other = self.c["t_other"]
+        self.c.drop_database(self.other.name)
+
+    def users(self, **filt):
+        return list(self.c.admin.get_collection("system.users", codec_options=SONOPTS).find(filt))
+
+    def roles(self, **filt):
+        return list(self.c.admin.get_collection("system.roles", codec_options=SONOPTS).find(filt))
+
+    def test_create_user_stored_like_mongod(self):
+        import hashlib
+        self.db.command(SON([("createUser", "alice"), ("pwd", "s3cret"), ("customData", {"team": "ops"}),
+                             ("roles", ["readWrite", {"role": "read", "db": "t_other"}])]))
+        [u] = self.users()
+        self.assertEqual(list(u.keys()), ["_id", "userId", "user", "db", "credentials", "customData", "roles"])
+        self.assertEqual((u["_id"], u["user"], u["db"]), ("%s.alice" % self.db.name, "alice", self.db.name))
+        self.assertIsInstance(u["userId"], uuid.UUID)  # binary subtype 4
+        self.assertEqual(u["roles"], [SON([("role", "readWrite"), ("db", self.db.name)]),
+                                      SON([("role", "read"), ("db", "t_other")])])
+        self.assertEqual(list(u["credentials"].keys()), ["SCRAM-SHA-1", "SCRAM-SHA-256"])
+        sha1_pwd = hashlib.md5(b"alice:mongo:s3cret").hexdigest().encode()
+        scram_check(self, u["credentials"]["SCRAM-SHA-1"], "sha1", sha1_pwd, 10000, 16)
+        scram_check(self, u["credentials"]["SCRAM-SHA-256"], "sha256", b"s3cret", 15000, 28)
+        raw = self.c.admin.get_collection("system.users", codec_options=RAW).find_one().raw
+        self.assertIn(b"\x05userId\x00\x10\x00\x00\x00\x04", raw)
+        # only the mechanisms asked for
+        self.db.command("createUser", "bob", pwd="pw", roles=[], mechanisms=["SCRAM-SHA-256"])
+        self.assertEqual(list(self.users(user="bob")[0]["credentials"].keys()), ["SCRAM-SHA-256"])
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("createUser", "alice", pwd="x", roles=[])
+        self.assertEqual((cm.exception.code, cm.exception.details["errmsg"]),
+                         (51003, 'User "alice@%s" already exists' % self.db.name))
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("createUser", "carl", pwd="x", roles=["nosuchrole"])
+        self.assertEqual((cm.exception.code, cm.exception.details["errmsg"]),
+                         (31, "Could not find role: nosuchrole@%s" % self.db.name))
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command("createUser", "dan", roles=[])
+        self.assertEqual(cm.exception.code, 2)
+
+    def test_scram_matches_pymongo_password_preparation(self):
+        """The passwords the SCRAM values are computed from, checked against
+        pymongo's own client-side preparation (what authentication uses)."""
+        from pymongo.auth import _password_digest
+        from pymongo.saslprep import saslprep
+        pwd = "p\u00e4ss\u00a0w\u00ad\u2168"  # NBSP -> space, soft hyphen dropped, NFKC
+        self.db.command("createUser", "\u00fcser", pwd=pwd, roles=[])
+        creds = self.users()[0]["credentials"]
+        scram_check(self, creds["SCRAM-SHA-1"], "sha1",
+                    _password_digest("\u00fcser", pwd).encode(), 10000, 16)
+        scram_check(self, creds["SCRAM-SHA-256"], "sha256", saslprep(pwd).encode("utf-8"), 15000, 28)
+
+    def test_admin_collections_and_queries(self):
+        self.db.command("createUser", "a", pwd="x", roles=[])
+        self.other.command("createUser", "b", pwd="x", roles=[])
+        # users live in admin: admin lists, a database holding nothing but its users does not
+        self.assertIn("admin", self.c.list_database_names())
+        self.assertNotIn(self.other.name, self.c.list_database_names())
+        self.assertEqual(sorted(self.c.admin.list_collection_names()),
+                         ["system.users", "system.version"])
+        self.assertEqual([d["user"] for d in self.users(db=self.db.name)], ["a"])
+        found = self.c.admin["system.users"].find({"db": {"$in": [self.db.name, self.other.name]}})
+        self.assertEqual(sorted(d["user"] for d in found), ["a", "b"])
+        self.assertEqual(self.c.admin["system.version"].find_one({"_id": "authSchema"}),
+                         {"_id": "authSchema", "currentVersion": 5})
+        self.assertEqual(self.c.admin.command("getParameter", 1, authSchemaVersion=1)["authSchemaVersion"], 5)
+        self.assertEqual([i["name"] for i in indexes(self.c.admin, "system.users")], ["_id_", "user_1_db_1"])
+        self.db.command("createRole", "r", privileges=[], roles=[])
+        self.assertIn("system.roles", self.c.admin.list_collection_names())
+
+    def test_users_info(self):
+        self.db.command("createUser", "b", pwd="x", roles=["read"], customData={"k": 1})
+        self.db.command("createUser", "a", pwd="x", roles=[])
+        self.other.command("createUser", "c", pwd="x", roles=[])
+        info = self.db.with_options(codec_options=SONOPTS).command("usersInfo", 1)["users"]
+        self.assertEqual([u["user"] for u in info], ["a", "b"])  # sorted by user, db
+        self.assertEqual(list(info[1].keys()), ["_id", "userId", "user", "db", "customData", "roles", "mechanisms"])
+        self.assertEqual(info[1]["mechanisms"], ["SCRAM-SHA-1", "SCRAM-SHA-256"])
+        self.assertEqual([u["user"] for u in self.db.command("usersInfo", "b")["users"]], ["b"])
+        one = self.db.command("usersInfo", {"user": "c", "db": self.other.name})["users"]
+        self.assertEqual([u["user"] for u in one], ["c"])
+        both = self.db.command("usersInfo", ["a", {"user": "c", "db": self.other.name}])["users"]
+        self.assertEqual([u["user"] for u in both], ["a", "c"])
+        every = self.db.command("usersInfo", {"forAllDBs": True})["users"]
+        self.assertEqual([u["user"] for u in every], ["a", "b", "c"])
+        creds = self.db.command("usersInfo", "a", showCredentials=True)["users"][0]
+        self.assertEqual(list(creds["credentials"].keys()), ["SCRAM-SHA-1", "SCRAM-SHA-256"])
+        self.assertNotIn("customData", self.db.command("usersInfo", "b", showCustomData=False)["users"][0])
+        self.assertEqual(self.db.command("usersInfo", "nobody")["users"], [])
+
+    def test_roles(self):
+        privs = [{"resource": {"db": self.db.name, "collection": "c"}, "actions": ["insert", "find"]},
+                 {"resource": {"db": self.db.name, "collection": "c"}, "actions": ["find", "collStats"]}]
+        self.db.command("createRole", "base", privileges=privs, roles=[])
+        self.db.command("createRole", "top", privileges=[], roles=["base"])
+        [base] = self.roles(role="base")
+        self.assertEqual(list(base.keys()), ["_id", "role", "db", "privileges", "roles"])
+        self.assertEqual(base["_id"], "%s.base" % self.db.name)
+        self.assertEqual(base["privileges"], [SON([  # one entry per resource, actions in mongod's order
+            ("resource", SON([("db", self.db.name), ("collection", "c")])),
+            ("actions", ["collStats", "find", "insert"])])])
+        info = self.db.with_options(codec_options=SONOPTS).command("rolesInfo", 1)["roles"]
+        self.assertEqual([r["role"] for r in info], ["base", "top"])  # no built-in roles by default
+        self.assertEqual(list(info[1].keys()), ["_id", "role", "db", "roles", "isBuiltin", "inheritedRoles"])
+        top = self.db.with_options(codec_options=SONOPTS).command(
+            "rolesInfo", "top", showPrivileges=True)["roles"][0]
+        self.assertEqual(list(top.keys()), ["_id", "role", "db", "privileges", "roles", "inheritedRoles",
+                                            "inheritedPrivileges", "isBuiltin"])
+        self.assertEqual(top["inheritedRoles"], [{"role": "base", "db": self.db.name}])
+        self.assertEqual(top["inheritedPrivileges"], base["privileges"])
+        read = self.db.with_options(codec_options=SONOPTS).command("rolesInfo", "read")["roles"]
+        self.assertEqual(read, [SON([("db", self.db.name), ("role", "read"), ("roles", []),
+                                     ("inheritedRoles", []), ("isBuiltin", True)])])
+        builtin = self.db.command("rolesInfo", 1, showBuiltinRoles=True)["roles"]
+        self.assertIn({"role": "read", "db": self.db.name, "isBuiltin": True, "roles": [], "inheritedRoles": []},
+                      builtin)
+        self.db.command("createUser", "u", pwd="x", roles=["top", "read"])
+        self.db.command("dropRole", "top")  # pulled from the users that had it
+        self.assertEqual(self.users(user="u")[0]["roles"], [{"role": "read", "db": self.db.name}])
+        for cmd, code in ((SON([("dropRole", "top")]), 31), (SON([("dropUser", "nobody")]), 11),
+                          (SON([("createRole", "base"), ("privileges", []), ("roles", [])]), 51002),
+                          (SON([("createRole", "read"), ("privileges", []), ("roles", [])]), 2),
+                          (SON([("createRole", "x"), ("privileges", [{"resource": {"cluster": True},
+                                                                      "actions": ["shutdown"]}]),
+                                ("roles", [])]), 49)):
+            with self.assertRaises(errors.OperationFailure) as cm:
+                self.db.command(cmd)
+            self.assertEqual(cm.exception.code, code, cmd)
+        self.assertEqual(self.db.command("dropAllRolesFromDatabase", 1)["n"], 1)
+        self.db.command("createUser", "v", pwd="x", roles=[])
+        self.assertEqual(self.db.command("dropAllUsersFromDatabase", 1)["n"], 2)
+        self.assertEqual(self.users(), [])
+
+    def test_update_and_drop_user(self):
+        self.db.command("createUser", "u", pwd="old", roles=[])
+        before = self.users()[0]["credentials"]
+        self.db.command("updateUser", "u", pwd="new", customData={"x": 1}, roles=["read"])
+        u = self.users()[0]
+        self.assertNotEqual(u["credentials"], before)
+        scram_check(self, u["credentials"]["SCRAM-SHA-256"], "sha256", b"new", 15000, 28)
+        self.assertEqual((u["customData"], u["roles"]), ({"x": 1}, [{"role": "read", "db": self.db.name}]))
+        self.assertEqual(list(u.keys())[-1], "customData")  # $set of a new field appends it
+        self.db.command("dropUser", "u")
+        self.assertEqual(self.users(), [])
+
+    def temp_users(self, *docs):
+        self.c.admin.drop_collection("tempusers")
+        if docs:
+            self.c.admin["tempusers"].insert_many(docs)
+
+    def test_merge_authz_collections(self):
+        self.db.command("createUser", "keep", pwd="x", roles=[], customData={"v": "old"})
+        self.other.command("createUser", "o", pwd="x", roles=[])
+        dumped = self.users(user="keep")[0]
+        changed = SON(dumped)
+        changed["customData"] = {"v": "new"}
+        new_user = SON([("_id", "%s.fresh" % self.db.name), ("userId", Binary(uuid.uuid4().bytes, 4)),
+                        ("user", "fresh"), ("db", self.db.name), ("credentials", dumped["credentials"]),
+                        ("roles", [])])
+        elsewhere = SON([("_id", "t_third.z"), ("user", "z"), ("db", "t_third"), ("credentials", {}), ("roles", [])])
+        self.temp_users(changed, new_user, elsewhere)
+
+        def merge(**kw):
+            cmd = SON([("_mergeAuthzCollections", 1), ("tempUsersCollection", "admin.tempusers")])
+            cmd.update(kw)
+            cmd.setdefault("writeConcern", {"w": "majority"})
+            return self.c.admin.command(cmd)
+        # drop: false, db: this database: inserts what is new; an existing user stays as it was
+        self.assertEqual(merge(drop=False, db=self.db.name)["ok"], 1.0)
+        self.assertEqual(sorted(u["user"] for u in self.users()), ["fresh", "keep", "o"])
+        self.assertEqual(self.users(user="keep")[0]["customData"], {"v": "old"})
+        # drop: true: replaces same-named users of db, removes db's users not in the temp collection
+        self.db.command("createUser", "gone", pwd="x", roles=[])
+        merge(drop=True, db=self.db.name)
+        self.assertEqual(sorted(u["user"] for u in self.users()), ["fresh", "keep", "o"])
+        self.assertEqual(self.users(user="keep")[0]["customData"], {"v": "new"})
+        # db: "" means every database: t_third's user comes in too; drop then removes o
+        merge(drop=False, db="")
+        self.assertEqual(sorted(u["user"] for u in self.users()), ["fresh", "keep", "o", "z"])
+        merge(drop=True, db="")
+        self.assertEqual(sorted(u["user"] for u in self.users()), ["fresh", "keep", "z"])
+        # roles, through tempRolesCollection
+        self.db.command("createRole", "r1", privileges=[], roles=[])
+        role = self.roles()[0]
+        self.c.admin.drop_collection("temproles")
+        self.c.admin["temproles"].insert_one(SON([("_id", "%s.r2" % self.db.name), ("role", "r2"),
+                                                  ("db", self.db.name), ("privileges", []), ("roles", [])]))
+        self.c.admin.command(SON([("_mergeAuthzCollections", 1), ("tempRolesCollection", "admin.temproles"),
+                                  ("drop", True), ("db", self.db.name)]))
+        self.assertEqual([r["role"] for r in self.roles()], ["r2"])
+        self.assertNotEqual(role["role"], "r2")
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.db.command(SON([("_mergeAuthzCollections", 1), ("tempUsersCollection", "admin.tempusers"),
+                                 ("drop", False), ("db", "")]))
+        self.assertEqual(cm.exception.code, 13)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            merge(drop=False, db="", tempUsersCollection="")
+        self.assertEqual(cm.exception.code, 2)
+
+
+class TestListingCursors(Base):
+    def test_list_collections_batches(self):
+        for i in range(5):
+            self.db.command("create", "c%d" % i)
+        r = self.db.command("listCollections", cursor={"batchSize": 2})
+        self.assertEqual(len(r["cursor"]["firstBatch"]), 2)
+        self.assertEqual(r["cursor"]["ns"], "%s.$cmd.listCollections" % self.db.name)
+        cid = r["cursor"]["id"]
+        self.assertNotEqual(cid, 0)
+        r = self.db.command("getMore", cid, collection="$cmd.listCollections", batchSize=2)
+        self.assertEqual(len(r["cursor"]["nextBatch"]), 2)
+        r = self.db.command("getMore", cid, collection="$cmd.listCollections", batchSize=2)
+        self.assertEqual((len(r["cursor"]["nextBatch"]), r["cursor"]["id"]), (1, 0))
+        self.assertEqual(sorted(self.db.list_collection_names()), ["c%d" % i for i in range(5)])
+        self.assertEqual(len(list(self.db.list_collections(batch_size=2))), 5)  # pymongo follows the cursor
+        r = self.db.command("listCollections", cursor={"batchSize": 5})
+        self.assertEqual((len(r["cursor"]["firstBatch"]), r["cursor"]["id"]), (5, 0))
+
+    def test_no_batch_size_means_one_batch(self):
+        for i in range(150):  # mongod has no 101 default for listings
+            self.db.command("create", "c%03d" % i)
+        r = self.db.command("listCollections")
+        self.assertEqual((len(r["cursor"]["firstBatch"]), r["cursor"]["id"]), (150, 0))
+
+    def test_list_indexes_batches(self):
+        for f in "abc":
+            self.db.x.create_index(f)
+        r = self.db.command("listIndexes", "x", cursor={"batchSize": 1})
+        self.assertEqual([i["name"] for i in r["cursor"]["firstBatch"]], ["_id_"])
+        self.assertEqual(r["cursor"]["ns"], "%s.x" % self.db.name)
+        r = self.db.command("getMore", r["cursor"]["id"], collection="x")
+        self.assertEqual([i["name"] for i in r["cursor"]["nextBatch"]], ["a_1", "b_1", "c_1"])
+        self.assertEqual(r["cursor"]["id"], 0)
+        self.assertEqual(len(list(self.db.x.list_indexes())), 4)
+
+
 class TestWire(unittest.TestCase):
     def setUp(self):
         self.sock = socket.create_connection(("127.0.0.1", SERVER.port), timeout=5)

@@ -8,10 +8,20 @@ collection with its type, and restore takes one database (--db), one
 collection (--collection DB.COLL), another name (--to-db) or everything,
 byte for byte; --to-dir writes mongodump's layout, one directory per
 database.  Runs against the fake or a real mongod (MAB_TEST_MONGODB_URI).
+
+The kinds mongodump knows: a view (its definition only), a time-series
+collection (its buckets, system.buckets.NAME), capped, clustered and
+collated collections (their options), users and roles (users_and_roles =
+yes); system collections left out.  Where MongoDB's own mongodump and
+mongorestore are found (MAB_MONGO_TOOLS=DIR, else PATH) our metadata is
+compared with mongodump's field by field and our --to-dir output goes
+through mongorestore; without them those checks skip.
 """
 import gzip
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -157,6 +167,202 @@ class TestSeveralDatabases(DatabasesCase):
         client = self.mongo.client()
         for coll in ("users", "events"):
             self.assertEqual(h.read_raw(client[target], coll)[0], self.src[(self.db_b, coll)][0])
+
+
+def mongo_tool(name):
+    d = os.environ.get("MAB_MONGO_TOOLS")
+    path = os.path.join(d, name) if d else shutil.which(name)
+    return path if path and os.access(path, os.X_OK) else None
+
+
+class TestKinds(h.BackupTestCase):
+    """One database with every kind mongodump treats apart."""
+
+    def setUp(self):
+        super().setUp()
+        db = self.db
+        h.seed_users(db, "users", 30, seed=5)
+        db.command("create", "adults", viewOn="users",
+                   pipeline=[{"$match": {"age": {"$gte": 18}}}])
+        db.create_collection("capped", capped=True, size=65536, max=500)
+        db["capped"].insert_many([{"i": i} for i in range(20)])
+        db.create_collection("clustered", clusteredIndex={"key": {"_id": 1}, "unique": True})
+        db["clustered"].insert_many([{"_id": i, "x": i * i} for i in range(10)])
+        from pymongo.collation import Collation
+        db.create_collection("collated", collation=Collation(locale="fr"))
+        db["collated"].insert_many([{"_id": i, "n": i} for i in range(5)])
+        try:
+            db.create_collection("ts", timeseries={"timeField": "t", "metaField": "m",
+                                                   "granularity": "seconds"})
+        except Exception as e:   # a server or fake without time-series
+            self.skipTest("no time-series collections here: %s" % e)
+        import datetime
+        t0 = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+        db["ts"].insert_many([{"t": t0 + datetime.timedelta(seconds=i), "m": i % 3, "v": i}
+                              for i in range(50)])
+        db.command("createRole", "reader", privileges=[
+            {"resource": {"db": self.database, "collection": "users"}, "actions": ["find"]}],
+            roles=[])
+        db.command("createUser", "alice", pwd="s3cret-alice",
+                   roles=[{"role": "reader", "db": self.database}])
+        self.addCleanup(self._drop_auth)
+
+    def _drop_auth(self):
+        db = self.mongo.client()[self.database]
+        for cmd in ("dropAllUsersFromDatabase", "dropAllRolesFromDatabase"):
+            try:
+                db.command(cmd, 1)
+            except Exception:
+                pass
+
+    def auth_docs(self, coll):
+        admin = self.mongo.client()["admin"]
+        return sorted((d for d in admin[coll].find({"db": self.database})),
+                      key=lambda d: d["_id"])
+
+    def config(self, **kw):
+        return self.write_config(collections=None, azure={"blob_path": None},
+                                 mongodb={"users_and_roles": "yes"}, **kw)
+
+    def backup(self, conf):
+        rc, log, _e = self.run_backup(conf, timeout=120)
+        self.assertExit(rc, 0, log)
+        name = [n for n in self.blobs.names("") if n.endswith("/manifest.json")][0]
+        folder = name[:-len("manifest.json")]
+        return folder, json.loads(self.blobs.download(name)), log
+
+    def test_backup_and_restore_every_kind(self):
+        conf = self.config()
+        folder, m, log = self.backup(conf)
+        db = self.database
+        kinds = {e["name"]: e for e in m["collections"]}
+        self.assertEqual({n: e["type"] for n, e in kinds.items()},
+                         {"users": "collection", "adults": "view", "capped": "collection",
+                          "clustered": "collection", "collated": "collection",
+                          "ts": "timeseries", "$admin.system.users": "users",
+                          "$admin.system.roles": "roles"}, log)
+        self.assertNotIn("blob", kinds["adults"])
+        self.assertEqual(kinds["ts"]["blob"], "%s%s_system.buckets.ts.bson.gz" % (folder, db))
+        self.assertEqual(kinds["ts"]["metadata_blob"], "%s%s_ts.metadata.json.gz" % (folder, db))
+        self.assertEqual(kinds["$admin.system.users"]["documents"], 1)
+        self.assertEqual(kinds["$admin.system.roles"]["documents"], 1)
+        names = [n for n in self.blobs.names(folder)]
+        self.assertFalse([n for n in names if "system.views" in n], names)
+
+        meta = {n: json.loads(gzip.decompress(self.blobs.download(e["metadata_blob"])))
+                for n, e in kinds.items() if e.get("metadata_blob")}
+        self.assertEqual(meta["adults"]["type"], "view")
+        self.assertEqual(meta["adults"]["indexes"], [])
+        self.assertEqual(meta["adults"]["options"]["viewOn"], "users")
+        self.assertEqual(meta["ts"]["type"], "timeseries")
+        self.assertEqual(meta["ts"]["options"]["timeseries"]["timeField"], "t")
+        self.assertIs(meta["capped"]["options"]["capped"], True)
+        self.assertEqual(meta["clustered"]["options"]["clusteredIndex"]["key"],
+                         {"_id": {"$numberInt": "1"}})  # canonical Extended JSON
+        self.assertEqual(meta["collated"]["options"]["collation"]["locale"], "fr")
+        # The buckets, byte for byte.
+        raw_buckets, n_buckets = h.read_raw(self.db, "system.buckets.ts")
+        self.assertGreater(n_buckets, 0)
+        self.assertEqual(gzip.decompress(self.blobs.download(kinds["ts"]["blob"])), raw_buckets)
+
+        rc, out, err, _t = h.run_program([h.CTL, "-c", conf, "verify", "latest"], timeout=120)
+        self.assertEqual(rc, 0, out + (err if isinstance(err, bytes) else err.encode()))
+
+        # --to-dir: mongodump's layout.
+        out_dir = os.path.join(self.tmp, "dir")
+        rc, out, err, _t = h.run_program([h.CTL, "-c", conf, "restore", "latest",
+                                          "--users-and-roles", "--to-dir", out_dir], timeout=120)
+        self.assertEqual(rc, 0, out + (err if isinstance(err, bytes) else err.encode()))
+        files = sorted(os.listdir(os.path.join(out_dir, db)))
+        self.assertEqual(files, sorted([
+            "$admin.system.roles.bson", "$admin.system.users.bson", "adults.metadata.json",
+            "capped.bson", "capped.metadata.json", "system.buckets.ts.bson",
+            "clustered.bson", "clustered.metadata.json", "collated.bson",
+            "collated.metadata.json",
+            "ts.metadata.json", "users.bson", "users.metadata.json"]))
+        with open(os.path.join(out_dir, db, "system.buckets.ts.bson"), "rb") as f:
+            self.assertEqual(f.read(), raw_buckets)
+
+        # Into MongoDB: drop what is there, then restore everything.
+        before_users, before_roles = self.auth_docs("system.users"), self.auth_docs("system.roles")
+        src_users = h.read_raw(self.db, "users")[0]
+        self._drop_auth()
+        src_clustered = h.read_raw(self.db, "clustered")[0]
+        for coll in ("users", "adults", "capped", "ts", "clustered", "collated"):
+            self.db.drop_collection(coll)
+        self.assertEqual(self.auth_docs("system.users"), [])
+        rc, out, err, _t = h.run_program([h.CTL, "-c", conf, "restore", "latest",
+                                          "--users-and-roles", "--to-uri", self.mongo.uri],
+                                         timeout=120)
+        self.assertEqual(rc, 0, out + (err if isinstance(err, bytes) else err.encode()))
+        self.assertEqual(self.auth_docs("system.users"), before_users)
+        self.assertEqual(self.auth_docs("system.roles"), before_roles)
+        self.assertEqual(h.read_raw(self.db, "users")[0], src_users)
+        self.assertEqual(h.read_raw(self.db, "system.buckets.ts")[0], raw_buckets)
+        info = {c["name"]: c for c in self.db.list_collections()}
+        self.assertEqual(info["adults"]["type"], "view")
+        self.assertEqual(info["adults"]["options"]["viewOn"], "users")
+        self.assertEqual(info["ts"]["type"], "timeseries")
+        self.assertIs(info["capped"]["options"].get("capped"), True)
+        self.assertIn("clusteredIndex", info["clustered"]["options"])
+        self.assertEqual(h.read_raw(self.db, "clustered")[0], src_clustered)
+        self.assertEqual(info["collated"]["options"]["collation"]["locale"], "fr")
+        self.assertEqual(sorted(d["age"] for d in self.db["adults"].find()),
+                         sorted(d["age"] for d in self.db["users"].find()
+                                if d.get("age", 0) >= 18))
+
+    def test_users_and_roles_need_asking(self):
+        conf = self.config()
+        self.backup(conf)
+        out_dir = os.path.join(self.tmp, "dir")
+        rc, out, err, _t = h.run_program([h.CTL, "-c", conf, "restore", "latest",
+                                          "--to-dir", out_dir], timeout=120)
+        self.assertEqual(rc, 0, out)
+        self.assertFalse([f for f in os.listdir(os.path.join(out_dir, self.database))
+                          if f.startswith("$admin")])
+        rc, out, err, _t = h.run_program([h.CTL, "-c", conf, "restore", "latest",
+                                          "--users-and-roles", "--to-db", "elsewhere",
+                                          "--to-uri", self.mongo.uri], timeout=120)
+        self.assertEqual(rc, 1, out)
+        self.assertIn(b"users and roles belong to database", out + (
+            err if isinstance(err, bytes) else err.encode()))
+
+    def test_metadata_as_mongodump_writes_it(self):
+        """Field by field against mongodump's own files, for each kind;
+        then mongorestore reads our --to-dir output."""
+        mongodump, mongorestore = mongo_tool("mongodump"), mongo_tool("mongorestore")
+        if mongodump is None or mongorestore is None:
+            self.skipTest("mongodump/mongorestore not found (MAB_MONGO_TOOLS or PATH)")
+        conf = self.config()
+        self.backup(conf)
+        ours = os.path.join(self.tmp, "ours")
+        rc, out, err, _t = h.run_program([h.CTL, "-c", conf, "restore", "latest",
+                                          "--to-dir", ours], timeout=120)
+        self.assertEqual(rc, 0, out)
+        theirs = os.path.join(self.tmp, "theirs")
+        p = subprocess.run([mongodump, "--uri", self.mongo.uri, "--db", self.database,
+                            "--out", theirs], capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        db = self.database
+        for name in ("users", "adults", "capped", "ts", "clustered", "collated"):
+            with open(os.path.join(theirs, db, name + ".metadata.json")) as f:
+                want = json.load(f)
+            with open(os.path.join(ours, db, name + ".metadata.json")) as f:
+                got = json.load(f)
+            self.assertEqual(got, want, name)
+        for name in ("users.bson", "capped.bson", "system.buckets.ts.bson", "clustered.bson",
+                     "collated.bson"):
+            with open(os.path.join(theirs, db, name), "rb") as f, \
+                    open(os.path.join(ours, db, name), "rb") as g:
+                self.assertEqual(g.read(), f.read(), name)
+        target = h.unique_name("dbm")
+        self.addCleanup(self.mongo.drop_database, target)
+        p = subprocess.run([mongorestore, "--uri", self.mongo.uri, "--nsFrom", db + ".*",
+                            "--nsTo", target + ".*", os.path.join(ours)],
+                           capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        client = self.mongo.client()
+        self.assertEqual(h.read_raw(client[target], "users")[0], h.read_raw(self.db, "users")[0])
 
 
 class TestDatabaseConfig(DatabasesCase):
