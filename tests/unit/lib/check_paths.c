@@ -68,6 +68,26 @@ START_TEST(template_checks)
 	ck_assert_int_eq(path_template_check("a/{date}/./{collection}.bson.gz", err,
 					     sizeof(err)), -1);
 	ck_assert_int_eq(path_template_check("", err, sizeof(err)), -1);
+	ck_assert_int_eq(path_template_check("b/{date}/{database}_{collection}.bson.gz", err,
+					     sizeof(err)), 0);
+	ck_assert_int_eq(path_template_check("b/{database}/{date}/{collection}.bson.gz", err,
+					     sizeof(err)), -1);
+	ck_assert_int_eq(path_template_check("b/{date}/{database}{database}_{collection}.bson.gz",
+					     err, sizeof(err)), -1);
+}
+END_TEST
+
+START_TEST(database_placeholder)
+{
+	char out[BLOB_NAME_MAX];
+
+	ck_assert_int_eq(path_template_render("backups/{date}/{database}_{collection}.bson.gz",
+					      "app", "users", RUN_START, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "backups/2026-11-26/app_users.bson.gz");
+	ck_assert_int_eq(path_template_render("b/{date}/{database}_{collection}.bson.gz",
+					      "d-1", "$admin.system.users", RUN_START, out,
+					      sizeof(out)), 0);
+	ck_assert_str_eq(out, "b/2026-11-26/d-1_%24admin.system.users.bson.gz");
 }
 END_TEST
 
@@ -86,6 +106,7 @@ Suite *paths_suite(void)
 	TCase *tc = tcase_create("paths");
 
 	tcase_add_test(tc, default_layout);
+	tcase_add_test(tc, database_placeholder);
 	tcase_add_test(tc, time_placeholder);
 	tcase_add_test(tc, collection_names_are_escaped);
 	tcase_add_test(tc, too_long_is_an_error);

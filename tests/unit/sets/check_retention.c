@@ -173,6 +173,26 @@ START_TEST(names_under_the_default_layout)
 }
 END_TEST
 
+/* The default since several databases: {database}_{collection}. */
+START_TEST(names_with_a_database)
+{
+	struct retention_name rn;
+
+	use_layout("backups/{date}/{database}_{collection}.bson.gz");
+	ck_assert(retention_parse_name(&layout, "backups/2026-11-26/app_users.bson.gz", &rn));
+	ck_assert(retention_parse_name(&layout, "backups/2026-11-26/tralivali_users.bson.gz", &rn));
+	ck_assert(retention_parse_name(&layout,
+				       "backups/2026-11-26/app_system.buckets.ts.bson.gz", &rn));
+	ck_assert(retention_parse_name(&layout,
+				       "backups/2026-11-26/app_%24admin.system.users.bson.gz", &rn));
+	ck_assert(retention_parse_name(&layout, "backups/2026-11-26/app_v.metadata.json.gz", &rn));
+	/* Both placeholders need a name. */
+	ck_assert(!retention_parse_name(&layout, "backups/2026-11-26/_users.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "backups/2026-11-26/app_.bson.gz", &rn));
+	ck_assert(!retention_parse_name(&layout, "backups/2026-11-26/notes.txt", &rn));
+}
+END_TEST
+
 /* What a person put into a set folder is not the set's. */
 START_TEST(other_blobs_in_a_set_folder)
 {
@@ -655,6 +675,7 @@ static Suite *retention_suite(void)
 	tcase_add_test(tc, dates);
 	tcase_add_test(tc, layout_parts);
 	tcase_add_test(tc, names_under_the_default_layout);
+	tcase_add_test(tc, names_with_a_database);
 	tcase_add_test(tc, other_blobs_in_a_set_folder);
 	tcase_add_test(tc, numbered_set_folders);
 	tcase_add_test(tc, foreign_names);
