@@ -365,6 +365,50 @@ class TestKinds(h.BackupTestCase):
         self.assertEqual(h.read_raw(client[target], "users")[0], h.read_raw(self.db, "users")[0])
 
 
+class TestFoundAtEachRun(DatabasesCase):
+    """databases = * and collections = * are resolved at each run: what
+    came or went since the daemon's previous run is logged, not an error,
+    and each manifest lists what its run found."""
+
+    def test_new_and_gone_collections_are_reported(self):
+        import signal
+        import time
+        sock_conf = self.config(mongodb={"databases": "*"},
+                                schedule={"cron": "0 0 29 2 *", "catch_up": "no"})
+        r = self.start_backup(sock_conf, args=["-f"])
+        self.addCleanup(lambda: r.proc.poll() is None and (os.kill(r.pid, signal.SIGTERM),
+                                                         r.proc.wait(20)))
+        deadline = time.monotonic() + 20
+        while self.ctl(sock_conf, "status")[0] != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        def run_once():
+            rc, out, err = self.ctl(sock_conf, "run", "--wait")
+            self.assertEqual(rc, 0, "%s%s\n%s" % (out, err, r.log()))
+            names = [n for n in self.blobs.names("") if n.endswith("/manifest.json")]
+            newest = max(names, key=lambda n: json.loads(self.blobs.download(n))["started"]
+                         + n)
+            return json.loads(self.blobs.download(newest))
+
+        m1 = run_once()
+        found1 = {(e["database"], e["name"]) for e in m1["collections"]}
+        self.assertIn((self.db_b, "events"), found1)
+        client = self.mongo.client()
+        client[self.db_b].drop_collection("events")
+        h.seed_users(client[self.db_a], "orders", 5, seed=9)
+        time.sleep(1.1)    # a set of its own, by its start second
+        m2 = run_once()
+        found2 = {(e["database"], e["name"]) for e in m2["collections"]}
+        self.assertIn((self.db_a, "orders"), found2)
+        self.assertNotIn((self.db_b, "events"), found2)
+        self.assertTrue(m2["complete"], m2)
+        log = r.log()
+        self.assertRegex(log, r"notice: run \S+: \d+ new since the last run: .*%s\.orders"
+                         % self.db_a)
+        self.assertRegex(log, r"notice: run \S+: \d+ gone since the last run: .*%s\.events"
+                         % self.db_b)
+
+
 class TestDatabaseConfig(DatabasesCase):
 
     def test_check_refuses_template_without_database(self):
