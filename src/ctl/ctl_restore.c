@@ -48,7 +48,7 @@ static void print_plan(struct restore *rs)
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct restore_item *it = &rs->items[i];
 		printf("  %-16s %lld document%s, %s BSON (%s gzip)",
-		       ctl_clean(it->c->name, a, sizeof(a)), (long long)it->c->documents,
+		       ctl_clean(it->c->label, a, sizeof(a)), (long long)it->c->documents,
 		       it->c->documents == 1 ? "" : "s",
 		       ctl_bytes((uint64_t)it->c->bson_bytes, b, sizeof(b)),
 		       ctl_bytes((uint64_t)it->c->gzip_bytes, c, sizeof(c)));
@@ -101,7 +101,7 @@ static void list_ok(const struct backup_set *s, char *buf, size_t len)
 	for (size_t i = 0; i < s->n_colls && used < len; i++)
 		if (strcmp(s->colls[i].result, "ok") == 0)
 			used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
-						 s->colls[i].name);
+						 s->colls[i].label);
 }
 
 static bool is_auth(const struct set_coll *c)
@@ -226,7 +226,7 @@ static int select_items(struct restore *rs, char **names, size_t n_names)
 			continue;
 		bad++;
 		ctl_err("%s: cannot be restored from %s: its backup %s%s%s",
-			ctl_clean(c->name, a, sizeof(a)), s->folder,
+			ctl_clean(c->label, a, sizeof(a)), s->folder,
 			strcmp(c->result, "failed") == 0 ? "failed" : "did not finish",
 			c->error ? ": " : "", c->error ? c->error : "");
 	}

@@ -80,7 +80,7 @@ void restore_progress(struct restore *rs, const struct restore_item *it, uint64_
 
 	if (rs->tty <= 0)
 		return;
-	snprintf(line, sizeof(line), "  %-16s restoring ", ctl_clean(it->c->name, a, sizeof(a)));
+	snprintf(line, sizeof(line), "  %-16s restoring ", ctl_clean(it->c->label, a, sizeof(a)));
 	if (total > 0) {
 		double f = (double)documents / (double)total;
 		int fill = f >= 1 ? 20 : (int)(f * 20);
@@ -125,7 +125,7 @@ void restore_print_item(struct restore *rs, const struct restore_item *it)
 	bool ok = strcmp(result, "ok") == 0;
 
 	restore_clear_line(rs);
-	printf("  %-16s %-11s ", ctl_clean(it->c->name, a, sizeof(a)),
+	printf("  %-16s %-11s ", ctl_clean(it->c->label, a, sizeof(a)),
 	       ok ? "ok" : upper(result, b, sizeof(b)));
 	if (rs->to_dir != NULL) {
 		if (ok)

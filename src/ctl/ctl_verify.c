@@ -37,7 +37,7 @@ static void on_begin(void *ctx, const struct set_coll *c, size_t i, size_t n)
 	if (!v->tty)
 		return;
 	clear_line(v);
-	printf("  %-16s checking (%zu of %zu)", ctl_clean(c->name, a, sizeof(a)), i + 1, n);
+	printf("  %-16s checking (%zu of %zu)", ctl_clean(c->label, a, sizeof(a)), i + 1, n);
 	v->drawn = true;
 	fflush(stdout);
 }
@@ -50,7 +50,7 @@ static void on_progress(void *ctx, const struct set_coll *c, uint64_t gzip_done,
 
 	if (!v->tty)
 		return;
-	snprintf(line, sizeof(line), "  %-16s checking  %s", ctl_clean(c->name, a, sizeof(a)),
+	snprintf(line, sizeof(line), "  %-16s checking  %s", ctl_clean(c->label, a, sizeof(a)),
 		 ctl_bytes(gzip_done, b, sizeof(b)));
 	if (c->gzip_bytes > 0)
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), " of %s (%d%%)",
@@ -76,7 +76,7 @@ static void on_done(void *ctx, const struct coll_verdict *cv)
 	if (strcmp(word, "ok") != 0)
 		for (char *p = word; *p; p++)
 			*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-	printf("  %-16s %-10s ", ctl_clean(cv->name, a, sizeof(a)), word);
+	printf("  %-16s %-10s ", ctl_clean(cv->label, a, sizeof(a)), word);
 	if (strcmp(cv->result, "ok") == 0) {
 		printf("%llu document%s, %s gzip", (unsigned long long)cv->documents,
 		       cv->documents == 1 ? "" : "s", ctl_bytes(cv->gzip_bytes, b, sizeof(b)));

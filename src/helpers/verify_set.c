@@ -51,7 +51,7 @@ static void on_begin(void *ctx, const struct set_coll *c, size_t i, size_t n)
 
 	if (r->status_fd >= 0)
 		status_send(r->status_fd, "progress collection=%s index=%zu of=%zu",
-			    esc(c->name, name, sizeof(name)), i + 1, n);
+			    esc(c->label, name, sizeof(name)), i + 1, n);
 }
 
 static void on_progress(void *ctx, const struct set_coll *c, uint64_t gzip_done,
@@ -62,7 +62,7 @@ static void on_progress(void *ctx, const struct set_coll *c, uint64_t gzip_done,
 
 	if (r->status_fd >= 0)
 		status_send(r->status_fd, "progress collection=%s gzip_bytes=%llu documents=%llu",
-			    esc(c->name, name, sizeof(name)), (unsigned long long)gzip_done,
+			    esc(c->label, name, sizeof(name)), (unsigned long long)gzip_done,
 			    (unsigned long long)documents);
 }
 
@@ -72,13 +72,13 @@ static void on_done(void *ctx, const struct coll_verdict *v)
 	char name[1024];
 
 	if (strcmp(v->result, "ok") == 0)
-		msg_info("%s: ok, %llu documents, %llu gzip bytes", v->name,
+		msg_info("%s: ok, %llu documents, %llu gzip bytes", v->label,
 			 (unsigned long long)v->documents, (unsigned long long)v->gzip_bytes);
 	else
-		msg_error("%s: %s: %s", v->name, v->result, v->problem);
+		msg_error("%s: %s: %s", v->label, v->result, v->problem);
 	if (r->status_fd >= 0)
 		status_send(r->status_fd, "collection name=%s result=%s documents=%llu "
-			    "gzip_bytes=%llu indexes=%d%s%s", esc(v->name, name, sizeof(name)),
+			    "gzip_bytes=%llu indexes=%d%s%s", esc(v->label, name, sizeof(name)),
 			    v->result, (unsigned long long)v->documents,
 			    (unsigned long long)v->gzip_bytes, v->indexes,
 			    v->problem[0] ? " message=" : "", v->problem);

@@ -122,6 +122,7 @@ void coll_free(struct set_coll *c)
 {
 	free(c->database);
 	free(c->type);
+	free(c->label);
 	free(c->name);
 	free(c->result);
 	free(c->blob);

@@ -36,6 +36,8 @@ struct set_coll {
 	char *database;           /* its own, or (format 1) the set's */
 	char *name;
 	char *type;               /* collection, view, timeseries, users, roles */
+	char *label;              /* for people: name, or database.name in a set of
+				   * several databases */
 	char *result;             /* "ok", "failed", "pending" (the run's word) */
 	char *blob;               /* full blob name; NULL for a view */
 	char *metadata_blob;      /* full blob name, NULL when not recorded */

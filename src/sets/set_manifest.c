@@ -243,6 +243,18 @@ int set_parse_manifest(struct backup_set *s, const char *json, size_t len, char 
 			goto out;
 		s->n_colls++;
 	}
+	bool several = false;
+	for (size_t i = 1; i < s->n_colls; i++)
+		several |= strcmp(s->colls[i].database, s->colls[0].database) != 0;
+	for (size_t i = 0; i < s->n_colls; i++) {
+		struct set_coll *sc = &s->colls[i];
+		if (several ? asprintf(&sc->label, "%s.%s", sc->database, sc->name) < 0
+			    : (sc->label = strdup(sc->name)) == NULL) {
+			sc->label = NULL;
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+	}
 	s->loaded = true;
 	r = 0;
 out:

@@ -191,6 +191,8 @@ void set_verify_begin(const struct set_coll *sc, struct coll_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->name = sc->name;
+	v->database = sc->database;
+	v->label = sc->label;
 	v->result = "ok";
 	v->indexes = -1;
 	if (strcmp(sc->result, "ok") == 0)
@@ -343,6 +345,7 @@ char *set_verdict_json(const struct backup_set *s, const struct set_verdict *v)
 
 		bson_uint32_to_string((uint32_t)i, &keyp, key, sizeof(key));
 		BSON_APPEND_DOCUMENT_BEGIN(&arr, keyp, &e);
+		BSON_APPEND_UTF8(&e, "database", cv->database);
 		BSON_APPEND_UTF8(&e, "name", cv->name);
 		BSON_APPEND_UTF8(&e, "result", cv->result);
 		BSON_APPEND_INT64(&e, "documents", (int64_t)cv->documents);

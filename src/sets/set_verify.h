@@ -36,6 +36,8 @@
  * "ok". */
 struct coll_verdict {
 	const char *name;             /* the manifest's */
+	const char *database;
+	const char *label;            /* name, or database.name (set_coll) */
 	const char *result;
 	uint64_t documents;           /* what the blob holds */
 	uint64_t bson_bytes;

@@ -113,6 +113,9 @@ class TestSeveralDatabases(DatabasesCase):
         self.assertIn("collection %s.users: ok" % self.db_b, log)
         rc, out, err = self.ctl(conf, "verify", "latest")
         self.assertEqual(rc, 0, out + err)
+        # Each line names the database where the set has several.
+        self.assertRegex(out, r"(?m)^  %s\.users +ok " % self.db_a)
+        self.assertRegex(out, r"(?m)^  %s\.users +ok " % self.db_b)
 
     def test_per_database_collections(self):
         conf = self.config(raw="[mongodb.%s]\ncollections = events\n" % self.db_b)
