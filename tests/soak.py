@@ -335,8 +335,13 @@ class Soak:
             time.sleep(0.01)
         info["hit"] = False
         info["victim"] = None
+        # The daemon's own children only: in a sanitizer build a helper
+        # that exits clones a LeakSanitizer tracer with the same command
+        # line, and killing the tracer leaves the helper spinning in its
+        # leak check, which the daemon rightly waits for (run_timeout).
+        tree = h.process_tree()
         kids = sorted((pid, argv) for pid, argv in self.helpers_below(root)
-                      if os.path.basename(argv[0]) == name)
+                      if os.path.basename(argv[0]) == name and tree.get(pid, (0,))[0] == root)
         if not kids or done():
             return
         pid, argv = self.rng.choice(kids)
