@@ -382,5 +382,72 @@ class RetentionTest(h.BackupTestCase):
         self.assertTrue(old)
 
 
+class TestRetentionMeetsStorage(RetentionTest):
+    """Through the fault proxy: what the storage refuses or cannot give."""
+
+    def setUp(self):
+        super().setUp()
+        from fault_proxy import FaultProxy
+        self.proxy = FaultProxy(upstream_port=self.azurite.port).start()
+        self.addCleanup(self.proxy.stop)
+
+    def proxied(self, **kw):
+        return self.config(connection_string=self.proxy.connection_string(), **kw)
+
+    def test_immutable_blob_keeps_what_it_must(self):
+        """A WORM-protected data blob (409 BlobImmutableDueToPolicy on its
+        Delete): prune goes on, that blob stays, the rest of its set and
+        the other old set go, and the status counts one immutable set.  A
+        set whose manifest is immutable is left whole."""
+        conf = self.proxied(retention={"days": 30, "keep_min": 1})
+        worm_blob_set = self.make_set(ago(100), True)
+        worm_manifest_set = self.make_set(ago(95), True)
+        plain_old = self.make_set(ago(90), True)
+        self.make_set(ago(1), True)
+        locked = h.data_blob_name("users", ago(100))
+        self.proxy.add_fault(kind="delete", path="/" + locked, status=409,
+                             error_code="BlobImmutableDueToPolicy", count=0)
+        self.proxy.add_fault(kind=["put_blob", "put_block_list"],
+                             path="/" + h.manifest_blob_name(ago(95)), status=409,
+                             error_code="BlobImmutableDueToPolicy", count=0)
+        rc, out, err, records = self.prune(conf, status=True)
+        st = self.proxy.stats(log=False)
+        self.assertEqual(st["faults_fired"] >= 2, True, st)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(err, r"%s is immutable \(BlobImmutableDueToPolicy\)" % locked)
+        self.assertTrue(records and records[-1].startswith("result ok sets_deleted=1 "),
+                        records)
+        self.assertIn("immutable=2", records[-1])
+        names = set(self.blobs.names())
+        # The locked blob alone is left of its set; its manifest went last.
+        self.assertEqual(names & set(worm_blob_set), {locked})
+        # An immutable manifest: nothing of that set was touched.
+        self.assertEqual(names & set(worm_manifest_set), set(worm_manifest_set))
+        self.assertIs(json.loads(self.blobs.download(h.manifest_blob_name(ago(95))))
+                      ["complete"], True)
+        self.assertEqual(names & set(plain_old), set())
+
+    def test_failed_verification_prunes_nothing(self):
+        """[verify] after_backup = yes and the new set does not read back
+        (every Get of its data blob answered 500): the run fails and
+        nothing old is pruned on its account."""
+        h.seed_users(self.db, "users", 20)
+        conf = self.proxied(retention={"days": 7, "keep_min": 1},
+                            verify={"after_backup": "yes"},
+                            azure={"max_retries": 0})
+        old = [self.make_set(ago(age), True) for age in (30, 31)]
+        before = self.blobs.names()
+        self.proxy.add_fault(kind="get", path="/tralivali_users.bson.gz", status=500, count=0)
+        rc, log, _ = self.run_backup(conf)
+        self.assertGreater(self.proxy.stats(log=False)["faults_fired"], 0, log)
+        self.assertExit(rc, 1, log)
+        self.assertRegex(log, r"verification of \S+ failed")
+        self.assertNotRegex(log, r"retention: \d+ sets? deleted")
+        after = self.blobs.names()
+        for name in before:
+            self.assertIn(name, after)
+        self.assertTrue(old)
+
+
 if __name__ == "__main__":
     h.main()
