@@ -45,6 +45,8 @@ void backup_run_step(struct backup_run *run)
 	}
 	if (run->cancelled && !run->killed && now >= run->kill_at) {
 		run->killed = true;
+		msg_warn("run %s: helpers still running %.0f s after SIGTERM; killing them "
+			 "(SIGKILL)", run->run_id, KILL_GRACE_SECONDS);
 		if (run->pgid > 0)
 			kill(-run->pgid, SIGKILL);
 		for (size_t i = 0; i < run->n_jobs; i++) {

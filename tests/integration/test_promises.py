@@ -84,6 +84,45 @@ class TestPromises(h.BackupTestCase):
         self.assertIn("SIGINT", json.dumps(m))
         self.assertNotIn(h.data_blob_name("big", date), self.blobs.names("backups/"))
 
+    def test_sigkill_for_a_helper_that_ignores_sigterm(self):
+        """SIGTERM during a --once run whose export-collection ignores
+        SIGTERM (and hangs on its getMore): after the grace of 10 s the
+        daemon says so and SIGKILLs it, then ends; nothing of the data is
+        committed."""
+        self.require_faults()
+        h.seed_users(self.db, "big", 3000, seed=63)
+        libexec = os.path.join(self.tmp, "libexec")
+        os.makedirs(libexec)
+        for name in h.HELPERS:
+            os.symlink(h.program(name), os.path.join(libexec, name))
+        wrapper = os.path.join(libexec, "export-collection")
+        os.unlink(wrapper)
+        with open(wrapper, "w") as f:
+            # An ignored signal stays ignored across exec.
+            f.write("#!/bin/sh\ntrap '' TERM\nexec '%s' \"$@\"\n"
+                    % h.program("export-collection"))
+        os.chmod(wrapper, 0o755)
+        conf = self.write_config(collections="big")
+        self.mongo.fault(hang_on_getmore=1)
+        run = self.start_backup(conf, env={"MAB_LIBEXECDIR": libexec})
+        pid = run.wait_for_child("export-collection", h.is_data_export("big"), timeout=30)
+        with open("/proc/%d/status" % pid) as f:
+            ign = int([ln for ln in f if ln.startswith("SigIgn:")][0].split()[1], 16)
+        self.assertTrue(ign & (1 << (signal.SIGTERM - 1)), "the helper does not ignore SIGTERM")
+        t0 = time.monotonic()
+        os.kill(run.pid, signal.SIGTERM)
+        rc, log, _e = run.wait(90)
+        took = time.monotonic() - t0
+        self.assertExit(rc, 1, log)
+        self.assertLogMatches(log, r"helpers still running 10 s after SIGTERM; killing them",
+                              "saying it escalated to SIGKILL")
+        self.assertGreaterEqual(took, 9.5, "ended %.1f s after SIGTERM, before the grace; "
+                                "log:\n%s" % (took, log))
+        self.assertLess(took, 60, log)
+        self.assertFalse(h.proc_stat(pid) is not None and h.proc_stat(pid)[1] != "Z",
+                         "the helper outlived the run")
+        self.assertNotIn(h.data_blob_name("big", h.utc_today()), self.blobs.names(""))
+
 
 if __name__ == "__main__":
     h.main()
