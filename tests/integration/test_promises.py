@@ -123,6 +123,62 @@ class TestPromises(h.BackupTestCase):
                          "the helper outlived the run")
         self.assertNotIn(h.data_blob_name("big", h.utc_today()), self.blobs.names(""))
 
+    def test_sighup_during_a_run_keeps_its_configuration(self):
+        """SIGHUP while a run is held at its commit (the proxy holds the
+        answer): the reload is accepted and logged, the running run keeps
+        the configuration it started with (its container, its
+        collections), and the next run takes the new one."""
+        from fault_proxy import FaultProxy
+        h.seed_users(self.db, "users", 50, seed=64)
+        h.seed_users(self.db, "other", 10, seed=65)
+        proxy = FaultProxy(upstream_port=self.azurite.port).start()
+        self.addCleanup(proxy.stop)
+        never = {"cron": "0 0 29 2 *", "timezone": "UTC", "catch_up": "no"}
+        old_conf = dict(collections="users", schedule=never,
+                        connection_string=proxy.connection_string())
+        conf = self.write_config(**old_conf)
+        new_container = h.unique_name("mabnew")
+        self.addCleanup(lambda: h.Blobs(new_container).exists() and
+                        h.Blobs(new_container).container.delete_container())
+        r = self.start_backup(conf, args=["-f"])
+        self.addCleanup(lambda: r.proc.poll() is None and (os.kill(r.pid, signal.SIGTERM),
+                                                         r.proc.wait(20)))
+        ctl = [h.CTL, "-c", conf]
+        deadline = time.monotonic() + 20
+        while h.run_program(ctl + ["status"], timeout=10)[0] != 0:
+            self.assertLess(time.monotonic(), deadline, r.log())
+            time.sleep(0.1)
+        proxy.add_fault(kind="put_block_list", path="/tralivali_users.bson.gz",
+                        action="delay", delay=4)
+        rc, out, err, _t = h.run_program(ctl + ["run"], timeout=20)
+        self.assertEqual(rc, 0, (out, err))
+        proxy.wait_fired(1, timeout=30)
+        # The new configuration: another container, another collection.
+        self.write_config(**dict(old_conf, collections="other", container=new_container))
+        os.kill(r.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while "reload: configuration" not in r.log() or \
+                json.loads(h.run_program(ctl + ["status", "--json"], timeout=10)[1])[
+                    "state"] != "idle":
+            self.assertLess(time.monotonic(), deadline, r.log())
+            time.sleep(0.2)
+        log = r.log()
+        self.assertRegex(log, r"reload: configuration \S+ re-read")
+        date = h.utc_today()
+        self.assertIn(h.data_blob_name("users", date), self.blobs.names(""), log)
+        self.assertNotIn(h.data_blob_name("other", date), self.blobs.names(""), log)
+        self.assertEqual(h.Blobs(new_container).names(""), [],
+                         "the running run wrote with the new configuration")
+        st = json.loads(h.run_program(ctl + ["status", "--json"], timeout=10)[1])
+        self.assertEqual(st["last_run"]["result"], "complete", st)
+        self.assertEqual(st["last_reload"]["result"], "ok", st)
+        # The next run: the new container and collection.
+        rc, out, err, _t = h.run_program(ctl + ["run", "--wait"], timeout=90)
+        self.assertEqual(rc, 0, (out, err, r.log()))
+        names = h.Blobs(new_container).names("")
+        self.assertTrue([n for n in names if n.endswith("/tralivali_other.bson.gz")], names)
+        self.assertFalse([n for n in names if n.endswith("/tralivali_users.bson.gz")], names)
+
 
 if __name__ == "__main__":
     h.main()
