@@ -23,6 +23,7 @@
 #include "child_status.h"
 #include "gzip_out.h"
 #include "log.h"
+#include "mongo_log.h"
 #include "mab_config.h"
 #include "no_core.h"
 #include "xio.h"
@@ -555,6 +556,7 @@ int export_run_checks(struct export_job *job, const struct mab_config *cfg, bool
 	bson_error_t error;
 	int r;
 
+	mongo_log_to_ours();
 	mongoc_init();
 	r = parse_uri(cfg, &uri);
 	if (r != 0 || !connect)

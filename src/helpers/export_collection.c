@@ -36,6 +36,7 @@
 #include "child_status.h"
 #include "gzip_out.h"
 #include "log.h"
+#include "mongo_log.h"
 #include "mab_config.h"
 #include "no_core.h"
 #include "xio.h"
@@ -213,6 +214,7 @@ int main(int argc, char **argv)
 		goto out_cfg;
 	}
 
+	mongo_log_to_ours();
 	mongoc_init();
 	uri = mongoc_uri_new_with_error(uri_text, &error);
 	explicit_bzero(uri_text, strlen(uri_text));

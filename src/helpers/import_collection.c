@@ -46,6 +46,7 @@
 #include "child_status.h"
 #include "import_status.h"
 #include "log.h"
+#include "mongo_log.h"
 #include "metadata_json.h"
 #include "no_core.h"
 #include "import_target.h"
@@ -307,6 +308,7 @@ int main(int argc, char **argv)
 	r = CHILD_EXIT_FAILED;
 	if (metadata_fd >= 0 && read_metadata(&im, metadata_fd) != 0)
 		goto out;
+	mongo_log_to_ours();
 	mongoc_init();
 	mongoc_ready = true;
 	bool auth = im.kind == IMPORT_USERS || im.kind == IMPORT_ROLES;

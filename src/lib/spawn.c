@@ -50,22 +50,30 @@ const char *helper_dir(void)
 extern char **environ;
 
 /* Our environment for the child, less any MAB_SECRETS_FD, plus ours when
- * the child gets secrets.  Built before fork: malloc is not safe after. */
+ * the child gets secrets, plus MONGOC_DISABLE_SHM: libmongoc's statistics
+ * counters would otherwise live in a /dev/shm/mongoc-PID file made at
+ * load and removed only at a clean exit, so every helper killed (cancel,
+ * SIGKILL escalation, the OOM killer) would leave one behind; and where
+ * /dev/shm is missing it warns on stderr before any log is set up.
+ * Built before fork: malloc is not safe after. */
 static char **child_environment(bool with_secrets)
 {
 	static char secrets_var[] = CHILD_SECRETS_ENV "=5";
+	static char no_shm_var[] = "MONGOC_DISABLE_SHM=1";
 	size_t n = 0, k = 0, name_len = strlen(CHILD_SECRETS_ENV);
 	char **envp;
 
 	while (environ[n] != NULL)
 		n++;
-	envp = calloc(n + 2, sizeof(char *));
+	envp = calloc(n + 3, sizeof(char *));
 	if (envp == NULL)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], CHILD_SECRETS_ENV, name_len) != 0 ||
-		    environ[i][name_len] != '=')
+		if ((strncmp(environ[i], CHILD_SECRETS_ENV, name_len) != 0 ||
+		     environ[i][name_len] != '=') &&
+		    strncmp(environ[i], "MONGOC_DISABLE_SHM=", 19) != 0)
 			envp[k++] = environ[i];
+	envp[k++] = no_shm_var;
 	if (with_secrets)
 		envp[k++] = secrets_var;
 	envp[k] = NULL;

@@ -11,7 +11,9 @@
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -121,6 +123,9 @@ class TestPromises(h.BackupTestCase):
         self.assertLess(took, 60, log)
         self.assertFalse(h.proc_stat(pid) is not None and h.proc_stat(pid)[1] != "Z",
                          "the helper outlived the run")
+        # libmongoc's counters file of a killed helper would stay for ever.
+        self.assertFalse(os.path.exists("/dev/shm/mongoc-%d" % pid),
+                         "the killed helper left /dev/shm/mongoc-%d behind" % pid)
         self.assertNotIn(h.data_blob_name("big", h.utc_today()), self.blobs.names(""))
 
     def test_sighup_during_a_run_keeps_its_configuration(self):
@@ -178,6 +183,61 @@ class TestPromises(h.BackupTestCase):
         names = h.Blobs(new_container).names("")
         self.assertTrue([n for n in names if n.endswith("/tralivali_other.bson.gz")], names)
         self.assertFalse([n for n in names if n.endswith("/tralivali_users.bson.gz")], names)
+
+    def test_syslog_target(self):
+        """[log] target = syslog: the daemon and its helpers log through
+        syslog(3) to /dev/log - here a socket of the test's, in a mount
+        namespace of the run's own (a /dev of its own, as root) - as
+        facility daemon with the program's name and pid; nothing goes to
+        stderr, and no secret to the log."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: the run gets a /dev of its own in a mount namespace")
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            self.skipTest("unshare (util-linux) not found")
+        import socket
+        h.seed_users(self.db, "users", 30, seed=66)
+        sock_path = os.path.join(self.tmp, "log.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(sock_path)
+        os.chmod(sock_path, 0o666)
+        self.addCleanup(listener.close)
+        listener.settimeout(0.2)
+        conf = self.write_config(collections="users", log={"target": "syslog", "level": "info"})
+        olddev = os.path.join(self.tmp, "olddev")
+        os.makedirs(olddev)
+        setup = ("set -e; mount --make-rprivate /; mount --bind /dev '%s'; "
+                 "mount -t tmpfs -o mode=755 devtmp /dev; "
+                 "for n in null zero full random urandom tty; do "
+                 "[ -e '%s'/$n ] || continue; touch /dev/$n; mount --bind '%s'/$n /dev/$n; done; "
+                 "ln -s /proc/self/fd /dev/fd; ln -s '%s' /dev/log; "
+                 "exec \"$@\"" % (olddev, olddev, olddev, sock_path))
+        argv = [unshare, "-m", "sh", "-c", setup, "sh", h.DAEMON, "--once", "-c", conf]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120, env=h.daemon_env())
+        messages = []
+        while True:
+            try:
+                messages.append(listener.recv(65536).decode("utf-8", "replace"))
+            except socket.timeout:
+                break
+        text = "\n".join(messages)
+        self.assertEqual(p.returncode, 0, "exit %d\nstderr:\n%s\nsyslog:\n%s"
+                         % (p.returncode, p.stderr.decode(), text))
+        # This /dev has no shm: libmongoc warns about it, and its warning
+        # goes where ours go, not to stderr.
+        self.assertEqual(p.stderr.decode().strip(), "", "stderr with target = syslog")
+        # <30>: facility daemon (3 * 8), priority info (6).
+        self.assertRegex(text, r"<30>.*mongo-azure-backupd\[\d+\]: .*run \S+: complete")
+        self.assertRegex(text, r"mongo-azure-backupd\[\d+\]: .*collection users: ok")
+        # Helpers log as facility daemon too (24..31: the priorities).
+        self.assertRegex(text, r"<(2[4-9]|3[01])>\w{3} [ \d]\d [\d:]{8} "
+                         r"(upload-blob|prune-sets|export-collection)\[\d+\]: ",
+                         "no helper logged through syslog:\n" + text)
+        key = h.DEV_KEY
+        self.assertNotIn(key, text)
+        date = h.utc_today()
+        self.assertIn(h.data_blob_name("users", date), self.blobs.names(""))
 
 
 if __name__ == "__main__":
