@@ -166,26 +166,47 @@ static int open_signals(struct daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
+static void utc_text(time_t t, char *out, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 /* Whether a backup was missed while the daemon was down.  yes: an
  * occurrence passed since the last run; auto: that, and the last complete
- * backup is older than one schedule period. */
+ * backup is older than one schedule period.  A missed run that is not
+ * made up is said once, with the setting that decided it. */
 bool should_catch_up(struct daemon *d, time_t now)
 {
 	time_t since = d->state.last_run_started, missed, a, b;
-	char err[128];
+	char err[128], due[32], last[32];
 
-	if (d->cfg->catch_up == 0 || since == 0)
+	if (since == 0)
 		return false;
 	if (cron_next(&d->cron, d->cfg->timezone, since, &missed, err, sizeof(err)) != 0 ||
 	    missed > now)
 		return false;
+	utc_text(missed, due, sizeof(due));
+	if (d->cfg->catch_up == 0) {
+		msg_notice("catch-up: the run due at %s was missed while the daemon was down; "
+			   "catch_up = no, so it is not made up", due);
+		return false;
+	}
 	if (d->cfg->catch_up == 1)
 		return true;
 	if (cron_next(&d->cron, d->cfg->timezone, now, &a, err, sizeof(err)) != 0 ||
 	    cron_next(&d->cron, d->cfg->timezone, a, &b, err, sizeof(err)) != 0)
 		return false;
-	return d->state.last_complete_finished == 0 ||
-	       now - d->state.last_complete_finished > b - a;
+	if (d->state.last_complete_finished == 0 ||
+	    now - d->state.last_complete_finished > b - a)
+		return true;
+	utc_text(d->state.last_complete_finished, last, sizeof(last));
+	msg_notice("catch-up: the run due at %s was missed while the daemon was down; "
+		   "catch_up = auto and the last complete backup (%s) is within one schedule "
+		   "period, so it is not made up", due, last);
+	return false;
 }
 
 int service_init(struct daemon *d, char *err, size_t errlen)

@@ -240,5 +240,82 @@ class TestPromises(h.BackupTestCase):
         self.assertIn(h.data_blob_name("users", date), self.blobs.names(""))
 
 
+class TestCatchUp(h.BackupTestCase):
+    """[schedule] catch_up at start, from the state a previous daemon left:
+    its last run started two days ago, so at least one daily run was
+    missed.  yes makes it up; no does not, and says so; auto makes it up
+    only when the last complete backup is older than one period (a day)."""
+
+    def start(self, catch_up, last_complete_age):
+        import datetime
+        h.seed_users(self.db, "users", 10, seed=67)
+        now = int(time.time())
+        # Daily, at a time that is not now: nothing fires during the test.
+        due = datetime.datetime.fromtimestamp(now + 6 * 3600, datetime.timezone.utc)
+        conf = self.write_config(collections="users", schedule={
+            "cron": "%d %d * * *" % (due.minute, due.hour), "timezone": "UTC",
+            "catch_up": catch_up})
+        state_dir = h.read_config_value(conf, "state", "dir")
+        with open(os.path.join(state_dir, "state.json"), "w") as f:
+            json.dump({"format": 1, "last_run_started": now - 2 * 86400,
+                       "last_run_finished": now - 2 * 86400 + 60,
+                       "last_complete_set": "backups/old/",
+                       "last_complete_finished": now - last_complete_age,
+                       "runs": {"complete": 1, "partial": 0, "failed": 0, "cancelled": 0},
+                       "breaker": {"state": "closed", "failures": 0, "opened": 0,
+                                   "transitions": 0}}, f)
+        r = self.start_backup(conf, args=["-f"])
+        self.addCleanup(lambda: r.proc.poll() is None and (os.kill(r.pid, signal.SIGTERM),
+                                                         r.proc.wait(20)))
+        return conf, r
+
+    def wait_log(self, r, pattern, timeout=60):
+        import re
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, r.log()):
+            self.assertIsNone(r.proc.poll(), "the daemon exited; log:\n" + r.log())
+            self.assertLess(time.monotonic(), deadline, "no /%s/ in the log:\n%s"
+                            % (pattern, r.log()))
+            time.sleep(0.1)
+
+    def status(self, conf):
+        rc, out, err, _t = h.run_program([h.CTL, "-c", conf, "status", "--json"], timeout=10)
+        self.assertEqual(rc, 0, (out, err))
+        return json.loads(out)
+
+    def assertNoRunAtStart(self, conf, r, why):
+        # The decision is made before the control socket answers: once it
+        # does, a catch-up run would already be running or counted.
+        self.wait_log(r, why)
+        deadline = time.monotonic() + 20
+        while h.run_program([h.CTL, "-c", conf, "status"], timeout=10)[0] != 0:
+            self.assertLess(time.monotonic(), deadline, r.log())
+            time.sleep(0.1)
+        st = self.status(conf)
+        self.assertEqual(st["state"], "idle", st)
+        self.assertNotIn("catch-up (a scheduled run", r.log())
+        self.assertEqual(self.blobs.names(""), [], "a run wrote blobs")
+
+    def test_yes_makes_the_missed_run_up(self):
+        conf, r = self.start("yes", 3600)
+        self.wait_log(r, r"run \S+: complete after")
+        self.assertIn("catch-up (a scheduled run was missed while the daemon was down)", r.log())
+
+    def test_no_says_it_is_not_made_up(self):
+        conf, r = self.start("no", 2 * 86400)
+        self.assertNoRunAtStart(conf, r, r"catch-up: the run due at \S+ was missed while the "
+                                r"daemon was down; catch_up = no")
+
+    def test_auto_with_a_recent_complete_backup(self):
+        conf, r = self.start("auto", 3600)
+        self.assertNoRunAtStart(conf, r, r"catch_up = auto and the last complete backup "
+                                r"\(\S+\) is within one schedule period")
+
+    def test_auto_with_an_old_complete_backup(self):
+        conf, r = self.start("auto", 2 * 86400)
+        self.wait_log(r, r"run \S+: complete after")
+        self.assertIn("catch-up (a scheduled run was missed while the daemon was down)", r.log())
+
+
 if __name__ == "__main__":
     h.main()
