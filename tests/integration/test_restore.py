@@ -512,6 +512,12 @@ class TestListVerify(RestoreTestCase):
         self.assertLine(out, r"^%s\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+complete\s+2/2\s+501\s+"
                         r"[\d.]+ [kM]?B\s+never$" % re.escape(folder), "for the set")
 
+        # --no-record checks the same and leaves nothing beside the set.
+        rc, out, err = self.ctl(conf, "verify", "--no-record")
+        self.assertOk(rc, out, err, "verify --no-record")
+        self.assertLine(out, r"^%s: ok" % re.escape(folder), "the verdict")
+        self.assertNotIn(folder + "verification.json", self.blobs.names(folder))
+
         rc, out, err = self.ctl(conf, "verify")
         self.assertOk(rc, out, err, "verify")
         self.assertLine(out, r"^\s+users\s+ok\s+500 documents", "users ok")
