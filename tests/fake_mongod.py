@@ -25,7 +25,9 @@ What it implements
     options and index specs; _id is unique (E11000, code 11000) and so is any
     index created with unique:true on top-level/dotted fields.
   * Commands: hello/isMaster/ismaster, ping, buildInfo, getParameter
-    (featureCompatibilityVersion, authSchemaVersion: 5), getCmdLineOpts,
+    (featureCompatibilityVersion, authSchemaVersion: 5, cursorTimeoutMillis,
+    enableTimeoutOfInactiveSessionCursors), setParameter (those last two),
+    saslStart, saslContinue, logout, getCmdLineOpts,
     serverStatus, whatsmyuri, connectionStatus, replSetGetStatus (standalone
     error), listDatabases, listCollections, create, drop, dropDatabase, count,
     aggregate, insert, delete, createIndexes, listIndexes, dropIndexes, find,
@@ -122,8 +124,46 @@ What it implements
     "admin.temproles", drop, db: "" for all databases, writeConcern}): like
     mongod, an entry already present is kept without drop and replaced with
     drop, and drop removes the entries of db not in the temporary collection.
-    Not modelled (refused): authentication itself (saslStart is an unknown
-    command), the privileges of built-in roles, usersInfo showPrivileges.
+    Not modelled (refused): the privileges of built-in roles (an
+    authenticated user may do anything), usersInfo showPrivileges.
+  * TLS (FakeMongod(tls=...), --tls-certificate-key-file / --tls-dir): every
+    connection must speak TLS (mongod's requireTLS; a plain client's
+    connection is closed), with a server certificate from tests/tls.py's
+    throwaway CA, which clients trust through tlsCAFile; no client
+    certificates.  fakeStats counts tlsConnections, tlsHandshakeFailures.
+  * Authentication, SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802 / RFC 7677) as
+    mongod runs it, against the credentials stored in admin.system.users
+    (users from FakeMongod(users=...), --user/--password-file, or
+    createUser): saslStart {mechanism, payload[, options: {skipEmptyExchange}]}
+    -> {conversationId: 1, done: false, payload: server-first}; saslContinue
+    with client-final -> server-final ("v=..."), done: true with
+    skipEmptyExchange, else done: false and an empty third exchange ends it.
+    hello answers saslSupportedMechs ("db.user": that user's mechanisms, left
+    out for an unknown user) and speculativeAuthenticate (the handshake's
+    saslStart, as libmongoc 1.23 and pymongo send it; left out when it
+    fails).  Any failure (wrong password, unknown user, bad nonce, proof or
+    message) answers 18 AuthenticationFailed "Authentication failed." and
+    ends the conversation; saslContinue without one is 17 ProtocolError; a
+    mechanism other than the two is 334 MechanismUnavailable.  With auth on
+    (FakeMongod(auth=True), --auth; implied by users), once a user exists,
+    every known command but hello/isMaster, saslStart/saslContinue, logout,
+    ping, buildInfo, connectionStatus (and fakeFault / fakeStats) answers
+    13 Unauthorized "Command NAME requires authentication" until the
+    connection authenticated; before any user exists everything runs
+    (mongod's localhost exception).  Auth is off by default: SCRAM then
+    still works, nothing requires it.  connectionStatus names the user and
+    its roles; fakeStats counts authSucceeded, authFailed,
+    speculativeAuthSucceeded, unauthorized and lists authenticatedUsers.
+  * Idle cursors time out like mongod's (CursorManager::cursorShouldTimeout):
+    a cursor idle for cursorTimeoutMillis (default 600000, 10 min) or longer
+    is dropped, and its getMore answers 43 CursorNotFound; not one opened
+    with noCursorTimeout, nor one opened in a session (with an lsid, as
+    drivers' implicit sessions do) unless
+    enableTimeoutOfInactiveSessionCursors is true (default false, as in
+    mongod 6.0, which leaves those to the session's 30 min expiry - not
+    modelled).  Set at start (cursor_timeout_ms=, timeout_session_cursors=;
+    --cursor-timeout-ms, --timeout-session-cursors) or at run time with
+    setParameter; fakeStats counts cursorsTimedOut.
   * Fault injection, from the command line (--close-on-getmore N ...) or at
     run time with {fakeFault: 1, ...} (any database, usually admin):
         close_on_getmore: N        close the connection on the Nth getMore
@@ -148,11 +188,17 @@ Usage
   /usr/bin/python3 tests/fake_mongod.py --port 0 [--host 127.0.0.1]
         [--port-file FILE] [--close-on-getmore N] [--half-reply-on-getmore N]
         [--hang-on-getmore N] [--cursor-not-found-on-getmore N]
-        [--close-on-insert N] [--error-on CMD[,CMD...]] [--no-topology-version] [-v]
+        [--close-on-insert N] [--error-on CMD[,CMD...]] [--no-topology-version]
+        [--tls-certificate-key-file PEM [--tls-key-file PEM] | --tls-dir DIR]
+        [--auth] [--user NAME --password-file FILE]
+        [--cursor-timeout-ms MS] [--timeout-session-cursors] [-v]
   prints exactly one line "listening HOST:PORT" when ready; SIGTERM/SIGINT
   stop it with exit status 0.
 
   In-process:  srv = FakeMongod(port=0).start(); srv.uri; srv.stop()
+               FakeMongod(tls=True, users={"u": "pw"}): TLS with a CA of its
+               own (srv.tls_ca_file; srv.uri carries tls=true&tlsCAFile=...)
+               and authentication required.
 
 Needs Debian's python3-pymongo (its bson module): run it with /usr/bin/python3.
 """
@@ -1383,6 +1429,170 @@ def _check_auth_restrictions(ar):
 
 
 # --------------------------------------------------------------------------
+# authentication: SCRAM (RFC 5802, RFC 7677) as mongod's SASL commands run it
+
+SCRAM_HASHES = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}
+SCRAM_NONCE_BYTES = 24  # mongod's server nonce: 24 random bytes, base64
+
+# Commands mongod runs before authentication (requiresAuth() false); every
+# other one answers 13 Unauthorized while auth is on and users exist.  The
+# fake's own fakeFault / fakeStats are let through too.
+PREAUTH_COMMANDS = frozenset((
+    "hello", "isMaster", "ismaster", "saslStart", "saslContinue", "logout",
+    "ping", "buildInfo", "buildinfo", "connectionStatus", "fakeFault", "fakeStats",
+))
+
+DEFAULT_CURSOR_TIMEOUT_MS = 10 * 60 * 1000  # mongod's cursorTimeoutMillis
+
+
+class _AuthFailed(Exception):
+    """A SCRAM conversation that must end: mongod tells the client only
+    "Authentication failed." (code 18), whatever the reason."""
+
+
+def _auth_failed_error():
+    return CommandError(18, "AuthenticationFailed", "Authentication failed.")
+
+
+def _scram_fields(text):
+    """[(attribute, value)] of a SCRAM message "a=v,b=w" (RFC 5802 section 7)."""
+    out = []
+    for part in text.split(","):
+        if len(part) < 2 or part[1] != "=" or not part[0].isalpha():
+            raise _AuthFailed("malformed SCRAM attribute %r" % part[:20])
+        out.append((part[0], part[2:]))
+    return out
+
+
+def _scram_username(value):
+    """saslname -> username: "=2C" is ",", "=3D" is "=", any other "=" is an error."""
+    out, i = [], 0
+    while i < len(value):
+        c = value[i]
+        if c == "=":
+            esc = value[i:i + 3]
+            if esc == "=2C":
+                out.append(",")
+            elif esc == "=3D":
+                out.append("=")
+            else:
+                raise _AuthFailed("bad escape in SCRAM username")
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _sasl_payload(cmd):
+    """The payload of saslStart / saslContinue as bytes (BinData or string)."""
+    payload = cmd.get("payload", b"")
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload)
+    raise CommandError(14, "TypeMismatch", "BSON field 'payload' is the wrong type")
+
+
+class _ScramConversation(object):
+    """Server side of one SCRAM exchange.  first() takes client-first and
+    returns server-first; final() takes client-final, checks the proof
+    against the stored credentials and returns server-final.  Both raise
+    _AuthFailed."""
+
+    def __init__(self, mechanism, lookup):
+        self.mechanism = mechanism
+        self.hash_name = SCRAM_HASHES[mechanism]
+        self._lookup = lookup  # username -> credentials document or None
+        self.user = None
+        self._stored_key = self._server_key = None
+        self._bare = self._server_first = self._nonce = self._cbind = None
+
+    def first(self, payload):
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _AuthFailed("client-first is not UTF-8")
+        parts = text.split(",", 2)
+        if len(parts) != 3:
+            raise _AuthFailed("malformed client-first message")
+        flag, authzid, bare = parts
+        if flag not in ("n", "y"):  # "p=...": channel binding, which mongod does not offer
+            raise _AuthFailed("channel binding is not supported")
+        if authzid and not authzid.startswith("a="):
+            raise _AuthFailed("malformed authzid")
+        fields = _scram_fields(bare)
+        if len(fields) < 2 or fields[0][0] != "n" or fields[1][0] != "r" or not fields[1][1]:
+            raise _AuthFailed("client-first needs n= then r=")
+        if any(k == "m" for k, _v in fields):
+            raise _AuthFailed("SCRAM extensions are not supported")
+        self.user = _scram_username(fields[0][1])
+        creds = self._lookup(self.user)
+        if not creds:
+            raise _AuthFailed("no such user, or no %s credentials" % self.mechanism)
+        try:
+            salt = creds["salt"]
+            iterations = int(creds["iterationCount"])
+            self._stored_key = base64.b64decode(creds["storedKey"])
+            self._server_key = base64.b64decode(creds["serverKey"])
+        except (KeyError, TypeError, ValueError):
+            raise _AuthFailed("stored credentials are incomplete")
+        self._cbind = base64.b64encode((flag + "," + authzid + ",").encode("utf-8")).decode("ascii")
+        self._nonce = fields[1][1] + base64.b64encode(os.urandom(SCRAM_NONCE_BYTES)).decode("ascii")
+        self._bare = bare
+        self._server_first = "r=%s,s=%s,i=%d" % (self._nonce, salt, iterations)
+        return self._server_first.encode("utf-8")
+
+    def final(self, payload):
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _AuthFailed("client-final is not UTF-8")
+        cut = text.rfind(",p=")
+        if cut < 0:
+            raise _AuthFailed("client-final has no proof")
+        fields = dict(_scram_fields(text[:cut]))
+        if fields.get("c") != self._cbind:
+            raise _AuthFailed("channel binding data differs from the gs2 header")
+        if fields.get("r") != self._nonce:
+            raise _AuthFailed("nonce mismatch")
+        try:
+            proof = base64.b64decode(text[cut + 3:], validate=True)
+        except ValueError:
+            raise _AuthFailed("proof is not base64")
+        auth_message = ("%s,%s,%s" % (self._bare, self._server_first, text[:cut])).encode("utf-8")
+        signature = hmac.new(self._stored_key, auth_message, self.hash_name).digest()
+        if len(proof) != len(signature):
+            raise _AuthFailed("proof has the wrong length")
+        client_key = bytes(a ^ b for a, b in zip(proof, signature))
+        if not hmac.compare_digest(hashlib.new(self.hash_name, client_key).digest(), self._stored_key):
+            raise _AuthFailed("storedKey mismatch")  # wrong password
+        server_sig = hmac.new(self._server_key, auth_message, self.hash_name).digest()
+        return b"v=" + base64.b64encode(server_sig)
+
+
+# --------------------------------------------------------------------------
+# TLS
+
+
+def _tls_module():
+    """tests/tls.py (throwaway CA and server certificates), beside this file."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import tls
+    return tls
+
+
+def _server_ssl_context(cert_file, key_file=None):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file or cert_file)
+    return ctx
+
+
+# --------------------------------------------------------------------------
 # store
 
 
@@ -1580,7 +1790,8 @@ def _fmt_key(kv):
 
 
 class Cursor(object):
-    __slots__ = ("id", "ns", "docs", "cum", "pos", "end", "lock")
+    __slots__ = ("id", "ns", "docs", "cum", "pos", "end", "lock", "last_used",
+                 "session", "no_timeout")
 
     def __init__(self, ns, docs, cum, pos, end):
         self.id = 0
@@ -1590,6 +1801,9 @@ class Cursor(object):
         self.pos = pos
         self.end = end
         self.lock = threading.Lock()
+        self.last_used = 0.0     # time.monotonic() of its last use
+        self.session = False     # opened with an lsid (a logical session)
+        self.no_timeout = False  # find's noCursorTimeout
 
     def take(self, max_docs):
         """Advance over the next batch; return (i, j, bytes)."""
@@ -1618,7 +1832,20 @@ class FakeMongod(object):
     """In-process fake server: FakeMongod(port=0).start() ... .stop()."""
 
     def __init__(self, host="127.0.0.1", port=0, faults=None, verbose=False,
-                 topology_version=True):
+                 topology_version=True, tls=None, users=None, auth=None,
+                 cursor_timeout_ms=DEFAULT_CURSOR_TIMEOUT_MS, timeout_session_cursors=False):
+        """tls: None (plain TCP); True (a throwaway CA and server certificate
+        made with tests/tls.py, removed by stop(); tls_ca_file names the CA);
+        an object with cert_file, key_file (and ca_file), such as
+        tls.TLSMaterial; a (cert_file, key_file) pair; or an ssl.SSLContext.
+        Every connection must then speak TLS (mongod's requireTLS).
+
+        users: {name: password} or [(name, password)]: created in admin with
+        role root, as createUser makes them.  auth: require authentication
+        (mongod --auth); default: whether users were given.
+
+        cursor_timeout_ms: mongod's cursorTimeoutMillis (None: never);
+        timeout_session_cursors: its enableTimeoutOfInactiveSessionCursors."""
         self.host = host
         self.topology_version = topology_version
         self._req_port = port
@@ -1644,8 +1871,46 @@ class FakeMongod(object):
         self._accept_thread = None
         self._process_id = ObjectId()
         self._start_time = time.time()
+        self._ctx = threading.local()  # the command the connection's thread runs
+        self.cursor_timeout_ms = cursor_timeout_ms
+        self.timeout_session_cursors = bool(timeout_session_cursors)
+        self._last_reap = 0.0
+        self._ssl_ctx = None
+        self._own_tls = None
+        self.tls_ca_file = None
+        if tls is not None and tls is not False:
+            self._setup_tls(tls)
+        self.auth_required = bool(users) if auth is None else bool(auth)
+        if isinstance(users, dict):
+            users = list(users.items())
+        for name, password in users or ():
+            self.add_user(name, password)
         if faults:
             self.set_faults(faults)
+
+    def _setup_tls(self, tls):
+        import ssl
+        if isinstance(tls, ssl.SSLContext):
+            self._ssl_ctx = tls
+            return
+        if tls is True:
+            tls = self._own_tls = _tls_module().TLSMaterial()
+        if isinstance(tls, (tuple, list)):
+            cert_file, key_file = tls
+        else:
+            cert_file, key_file = tls.cert_file, tls.key_file
+            self.tls_ca_file = getattr(tls, "ca_file", None)
+        self._ssl_ctx = _server_ssl_context(cert_file, key_file)
+
+    def add_user(self, name, password, db="admin", roles=("root",), mechanisms=None):
+        """Create a user as createUser does (SCRAM-SHA-1 and -256 credentials)."""
+        cmd = SON([("createUser", name), ("pwd", password),
+                   ("roles", [SON([("role", r), ("db", db)]) for r in roles])])
+        if mechanisms:
+            cmd["mechanisms"] = list(mechanisms)
+        reply = self.cmd_create_user(db, cmd, {}, None, None)
+        if not reply.get("ok"):
+            raise ValueError("cannot create user %r: %s" % (name, reply.get("errmsg")))
 
     # ---- lifecycle
 
@@ -1665,8 +1930,14 @@ class FakeMongod(object):
 
     @property
     def uri(self):
+        """mongodb://HOST:PORT/ (with ?tls=true[&tlsCAFile=CA] under TLS)."""
         host = "[%s]" % self.host if ":" in self.host else self.host
-        return "mongodb://%s:%d/" % (host, self.port)
+        uri = "mongodb://%s:%d/" % (host, self.port)
+        if self._ssl_ctx is not None:
+            uri += "?tls=true"
+            if self.tls_ca_file:
+                uri += "&tlsCAFile=" + self.tls_ca_file
+        return uri
 
     def stop(self):
         if self._stopping.is_set():
@@ -1682,7 +1953,9 @@ class FakeMongod(object):
             conns = list(self._conns.values())
         for c in conns:
             try:
-                c.shutdown(socket.SHUT_RDWR)
+                # the plain socket's shutdown, also for a TLS one: SSLSocket's
+                # would drop its TLS state under the thread reading it
+                socket.socket.shutdown(c, socket.SHUT_RDWR)
             except OSError:
                 pass
         for fd in (self._wake_r, self._wake_w):
@@ -1690,6 +1963,8 @@ class FakeMongod(object):
                 os.close(fd)
             except (OSError, TypeError):
                 pass
+        if self._own_tls is not None:
+            self._own_tls.cleanup()
 
     def __enter__(self):
         return self.start()
@@ -1726,7 +2001,10 @@ class FakeMongod(object):
     def _zero_stats():
         return {"connections": 0, "commands": {}, "finds": 0, "getMores": 0,
                 "inserts": 0, "insertedDocuments": 0, "deletes": 0,
-                "killCursors": 0, "faultsFired": 0}
+                "killCursors": 0, "faultsFired": 0, "tlsConnections": 0,
+                "tlsHandshakeFailures": 0, "authSucceeded": 0, "authFailed": 0,
+                "speculativeAuthSucceeded": 0, "unauthorized": 0, "cursorsTimedOut": 0,
+                "authenticatedUsers": []}
 
     def set_faults(self, faults, clear=False):
         with self._state_lock:
@@ -1752,9 +2030,11 @@ class FakeMongod(object):
             return dict(self._faults)
 
     def stats(self):
+        self._reap_cursors(force=True)
         with self._state_lock:
             st = dict(self._stats)
             st["commands"] = dict(st["commands"])
+            st["authenticatedUsers"] = list(st["authenticatedUsers"])
             st["activeConnections"] = self._active
             st["faults"] = dict(self._faults)
             st["faultGetMores"] = self._fault_getmores
@@ -1777,8 +2057,13 @@ class FakeMongod(object):
             self._active += 1
             self._stats["connections"] += 1
         self._log("connection %d from %s" % (conn_id, addr))
-        conn = {"id": conn_id, "addr": addr}
+        conn = {"id": conn_id, "addr": addr, "user": None}
         try:
+            if self._ssl_ctx is not None:
+                tsock = self._tls_handshake(sock, conn_id)
+                if tsock is None:
+                    return
+                sock = tsock
             while not self._stopping.is_set():  # (also closes one accepted during stop())
                 hdr = _recv_exact(sock, 16)
                 if hdr is None:
@@ -1825,6 +2110,27 @@ class FakeMongod(object):
                 pass
             sock.close()
             self._log("connection %d closed" % conn_id)
+
+    def _tls_handshake(self, sock, conn_id):
+        """The TLS socket for an accepted one, or None when the client does
+        not speak TLS (mongod's requireTLS closes such a connection)."""
+        import ssl
+        sock.settimeout(30)
+        tsock = self._ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self._state_lock:
+            self._conns[conn_id] = tsock
+        try:
+            tsock.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            self._log("connection %d: TLS handshake failed: %s" % (conn_id, e))
+            with self._state_lock:
+                self._stats["tlsHandshakeFailures"] += 1
+            tsock.close()
+            return None
+        tsock.settimeout(None)
+        with self._state_lock:
+            self._stats["tlsConnections"] += 1
+        return tsock
 
     def _hang(self, sock):
         poller = select.poll()
@@ -1923,7 +2229,14 @@ class FakeMongod(object):
         if self.verbose:
             self._log("conn %d: %s.%s" % (conn["id"], db, name))
         handler = self._COMMANDS.get(name)
+        self._ctx.cmd = cmd
         try:
+            if (handler is not None and self.auth_required and conn is not None and
+                    conn.get("user") is None and name not in PREAUTH_COMMANDS and
+                    self._have_users()):
+                with self._state_lock:
+                    self._stats["unauthorized"] += 1
+                raise CommandError(13, "Unauthorized", "Command %s requires authentication" % name)
             if name not in ("fakeFault", "fakeStats"):
                 with self._state_lock:
                     err = name in self._faults.get("error_on", ())
@@ -2055,6 +2368,11 @@ class FakeMongod(object):
                 _check_collated_filter(collation, stage["$match"], "a $match stage")
 
     def _register_cursor(self, cursor):
+        cmd = getattr(self._ctx, "cmd", None) or {}
+        cursor.session = "lsid" in cmd
+        cursor.no_timeout = bool(cmd.get("noCursorTimeout"))
+        cursor.last_used = time.monotonic()
+        self._reap_cursors()
         with self._cursors_lock:
             while True:
                 cid = random.getrandbits(63)
@@ -2062,6 +2380,34 @@ class FakeMongod(object):
                     break
             cursor.id = cid
             self._cursors[cid] = cursor
+
+    def _cursor_expired(self, cursor, now):
+        """mongod's CursorManager::cursorShouldTimeout: idle for
+        cursorTimeoutMillis or longer, unless noCursorTimeout, or opened in
+        a session while enableTimeoutOfInactiveSessionCursors is off (mongod
+        leaves those to the session's expiry, which the fake does not model)."""
+        limit = self.cursor_timeout_ms
+        if limit is None or cursor.no_timeout or (cursor.session and not self.timeout_session_cursors):
+            return False
+        return (now - cursor.last_used) * 1000.0 >= limit
+
+    def _reap_cursors(self, force=False):
+        """Drop timed-out cursors (mongod's ClientCursorMonitor; here at most
+        once a second, when cursors are opened, killed or counted)."""
+        if self.cursor_timeout_ms is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_reap < 1.0:
+            return
+        self._last_reap = now
+        with self._cursors_lock:
+            dead = [cid for cid, c in self._cursors.items() if self._cursor_expired(c, now)]
+            for cid in dead:
+                del self._cursors[cid]
+        if dead:
+            self._log("%d cursor(s) timed out" % len(dead))
+            with self._state_lock:
+                self._stats["cursorsTimedOut"] += len(dead)
 
     def _first_batch(self, cursor, batch_size, single_batch=False):
         i, j, nbytes = cursor.take(batch_size)
@@ -2126,6 +2472,21 @@ class FakeMongod(object):
         reply["minWireVersion"] = 0
         reply["maxWireVersion"] = MAX_WIRE_VERSION
         reply["readOnly"] = False
+        mechs = cmd.get("saslSupportedMechs")
+        if isinstance(mechs, str) and "." in mechs:
+            # "db.user": the mechanisms that user has credentials for (none: left out)
+            found = self._find_user(mechs.split(".", 1)[1], mechs.split(".", 1)[0])
+            if found is not None:
+                reply["saslSupportedMechs"] = [m for m in found[1].get("credentials") or {}
+                                               if m in SCRAM_HASHES]
+        spec = cmd.get("speculativeAuthenticate")
+        if isinstance(spec, dict) and conn is not None:
+            # the handshake's saslStart (mongod 4.4+): answered here when it
+            # goes through, left out when it does not (the client then
+            # authenticates the usual way and is told why)
+            started = self._speculative_auth(spec, conn)
+            if started is not None:
+                reply["speculativeAuthenticate"] = started
         reply["ok"] = 1.0
         return reply
 
@@ -2146,6 +2507,11 @@ class FakeMongod(object):
             reply["featureCompatibilityVersion"] = {"version": "6.0"}
         if cmd.get("authSchemaVersion") or cmd.get("getParameter") == "*":
             reply["authSchemaVersion"] = AUTH_SCHEMA_VERSION
+        if cmd.get("cursorTimeoutMillis") or cmd.get("getParameter") == "*":
+            t = self.cursor_timeout_ms
+            reply["cursorTimeoutMillis"] = Int64(t if t is not None else 2 ** 63 - 1)
+        if cmd.get("enableTimeoutOfInactiveSessionCursors") or cmd.get("getParameter") == "*":
+            reply["enableTimeoutOfInactiveSessionCursors"] = self.timeout_session_cursors
         reply["ok"] = 1.0
         return reply
 
@@ -2167,8 +2533,129 @@ class FakeMongod(object):
         return SON([("you", "%s:%d" % (addr[0], addr[1])), ("ok", 1.0)])
 
     def cmd_connection_status(self, db, cmd, seqs, body_raw, conn):
-        return SON([("authInfo", SON([("authenticatedUsers", []),
-                                      ("authenticatedUserRoles", [])])), ("ok", 1.0)])
+        users, roles = [], []
+        who = conn.get("user") if conn else None
+        if who is not None:
+            users.append(SON([("user", who[0]), ("db", who[1])]))
+            found = self._find_user(who[0], who[1])
+            for r in (found[1].get("roles") or []) if found else []:
+                roles.append(SON([("role", r.get("role")), ("db", r.get("db"))]))
+        return SON([("authInfo", SON([("authenticatedUsers", users),
+                                      ("authenticatedUserRoles", roles)])), ("ok", 1.0)])
+
+    # ---- authentication
+
+    def _have_users(self):
+        coll = self._get_coll("admin", "system.users")
+        return coll is not None and len(coll.docs) > 0
+
+    def _sasl_start(self, db, cmd, conn, speculative=False):
+        mech = cmd.get("mechanism")
+        if mech not in SCRAM_HASHES:
+            raise CommandError(334, "MechanismUnavailable",
+                               "Received authentication for mechanism %s which is unknown or "
+                               "not enabled" % (mech,))
+
+        def lookup(user):
+            found = self._find_user(user, db)
+            return None if found is None else (found[1].get("credentials") or {}).get(mech)
+
+        conv = _ScramConversation(mech, lookup)
+        opts = cmd.get("options")
+        conn["sasl"] = None
+        try:
+            out = conv.first(_sasl_payload(cmd))
+        except _AuthFailed as e:
+            self._auth_failed(conn, db, conv, e)
+        conn["sasl"] = {"conv": conv, "db": db, "step": 1, "speculative": speculative,
+                        "skip_empty": isinstance(opts, dict) and bool(opts.get("skipEmptyExchange"))}
+        return SON([("conversationId", 1), ("done", False), ("payload", out), ("ok", 1.0)])
+
+    def _auth_failed(self, conn, db, conv, why):
+        """End the conversation as mongod does: log the reason, tell the
+        client only "Authentication failed." (18)."""
+        conn["sasl"] = None
+        with self._state_lock:
+            self._stats["authFailed"] += 1
+        self._log("conn %d: %s authentication of %r on %s failed: %s"
+                  % (conn["id"], conv.mechanism, conv.user, db, why))
+        raise _auth_failed_error()
+
+    def _speculative_auth(self, spec, conn):
+        if "saslStart" not in spec:  # MONGODB-X509's {authenticate: 1}: not modelled
+            return None
+        db = spec.get("db") if isinstance(spec.get("db"), str) else "admin"
+        try:
+            reply = self._sasl_start(db, spec, conn, speculative=True)
+        except CommandError:
+            return None
+        del reply["ok"]
+        return reply
+
+    def cmd_sasl_start(self, db, cmd, seqs, body_raw, conn):
+        return self._sasl_start(db, cmd, conn)
+
+    def cmd_sasl_continue(self, db, cmd, seqs, body_raw, conn):
+        state = conn.get("sasl")
+        if state is None:
+            raise CommandError(17, "ProtocolError", "No SASL session state found")
+        if cmd.get("conversationId") != 1:
+            raise CommandError(17, "ProtocolError", "Invalid conversationId %r" % (cmd.get("conversationId"),))
+        conv = state["conv"]
+        payload = _sasl_payload(cmd)
+        if state["step"] == 1:
+            try:
+                out = conv.final(payload)
+            except _AuthFailed as e:
+                self._auth_failed(conn, state["db"], conv, e)
+            if not state["skip_empty"]:  # the empty third exchange comes next
+                state["step"] = 2
+                return SON([("conversationId", 1), ("done", False), ("payload", out), ("ok", 1.0)])
+        else:
+            if payload:
+                self._auth_failed(conn, state["db"], conv, "the last SCRAM message is not empty")
+            out = b""
+        conn["sasl"] = None
+        conn["user"] = (conv.user, state["db"])
+        with self._state_lock:
+            st = self._stats
+            st["authSucceeded"] += 1
+            if state["speculative"]:
+                st["speculativeAuthSucceeded"] += 1
+            name = "%s@%s" % (conv.user, state["db"])
+            if name not in st["authenticatedUsers"]:
+                st["authenticatedUsers"].append(name)
+        self._log("conn %d: authenticated as %s@%s (%s)" % (conn["id"], conv.user, state["db"],
+                                                            conv.mechanism))
+        return SON([("conversationId", 1), ("done", True), ("payload", out), ("ok", 1.0)])
+
+    def cmd_logout(self, db, cmd, seqs, body_raw, conn):
+        conn["user"] = None
+        conn["sasl"] = None
+        return {"ok": 1.0}
+
+    def cmd_set_parameter(self, db, cmd, seqs, body_raw, conn):
+        if db != "admin":
+            raise CommandError(13, "Unauthorized", "setParameter may only be run against the admin database.")
+        names = [k for k in cmd if k != "setParameter" and k not in GENERIC_FIELDS]
+        if not names:
+            raise CommandError(72, "InvalidOptions", "no option found to set, use help:true to see options ")
+        reply = SON()
+        for k in names:
+            v = cmd[k]
+            if k == "cursorTimeoutMillis":
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise _bad_value("cursorTimeoutMillis must be a number")
+                old, self.cursor_timeout_ms = self.cursor_timeout_ms, int(v)
+                reply["was"] = Int64(old if old is not None else 2 ** 63 - 1)
+            elif k == "enableTimeoutOfInactiveSessionCursors":
+                old, self.timeout_session_cursors = self.timeout_session_cursors, bool(v)
+                reply["was"] = old
+            else:
+                raise CommandError(72, "InvalidOptions", "attempted to set unrecognized parameter "
+                                   "[%s], use help:true to see options " % k)
+        reply["ok"] = 1.0
+        return reply
 
     def cmd_repl_set_get_status(self, db, cmd, seqs, body_raw, conn):
         raise CommandError(76, "NoReplicationEnabled", "not running with --replSet")
@@ -3187,8 +3674,18 @@ class FakeMongod(object):
         batch_size = self._batch_size(cmd.get("batchSize"))
         if batch_size == 0:
             batch_size = None
+        now = time.monotonic()
+        timed_out = False
         with self._cursors_lock:
             cursor = self._cursors.get(cid)
+            if cursor is not None and self._cursor_expired(cursor, now):
+                del self._cursors[cid]
+                cursor, timed_out = None, True
+            elif cursor is not None:
+                cursor.last_used = now  # in use: no reaping under this getMore
+        if timed_out:
+            with self._state_lock:
+                self._stats["cursorsTimedOut"] += 1
         if cursor is None:
             raise CommandError(43, "CursorNotFound", "cursor id %d not found" % cid)
         if coll_name is not None and cursor.ns != "%s.%s" % (db, coll_name):
@@ -3198,6 +3695,7 @@ class FakeMongod(object):
         with cursor.lock:
             i, j, nbytes = cursor.take(batch_size)
             done = cursor.exhausted
+            cursor.last_used = time.monotonic()
         if done:
             with self._cursors_lock:
                 self._cursors.pop(cid, None)
@@ -3210,6 +3708,7 @@ class FakeMongod(object):
         killed, missing = [], []
         with self._state_lock:
             self._stats["killCursors"] += 1
+        self._reap_cursors(force=True)
         with self._cursors_lock:
             for cid in cmd.get("cursors", []):
                 if self._cursors.pop(cid, None) is not None:
@@ -3700,6 +4199,8 @@ class FakeMongod(object):
         "hello": cmd_hello, "isMaster": cmd_hello, "ismaster": cmd_hello,
         "ping": cmd_ping, "buildInfo": cmd_build_info, "buildinfo": cmd_build_info,
         "getParameter": cmd_get_parameter, "getCmdLineOpts": cmd_get_cmd_line_opts,
+        "setParameter": cmd_set_parameter,
+        "saslStart": cmd_sasl_start, "saslContinue": cmd_sasl_continue, "logout": cmd_logout,
         "serverStatus": cmd_server_status, "whatsmyuri": cmd_whatsmyuri,
         "connectionStatus": cmd_connection_status,
         "replSetGetStatus": cmd_repl_set_get_status,
@@ -3764,8 +4265,38 @@ def _parse_args(argv):
                    help="leave topologyVersion out of hello: pooled libmongoc clients then poll "
                         "instead of streaming, and mongoc_client_pool_destroy returns at once "
                         "instead of after ~0.5 s")
+    p.add_argument("--tls-certificate-key-file", "--tlsCertificateKeyFile", dest="tls_cert",
+                   metavar="PEM", help="serve TLS only (requireTLS) with this certificate (chain) "
+                   "and, unless --tls-key-file is given, its key")
+    p.add_argument("--tls-key-file", dest="tls_key", metavar="PEM",
+                   help="the private key of --tls-certificate-key-file")
+    p.add_argument("--tls-dir", metavar="DIR",
+                   help="serve TLS only with a throwaway CA and server certificate made in DIR "
+                        "by tests/tls.py (clients trust DIR/ca.pem); left there at exit")
+    p.add_argument("--auth", action="store_true",
+                   help="require authentication (mongod --auth): once a user exists, commands "
+                        "other than hello, ping, saslStart... answer 13 Unauthorized until the "
+                        "connection authenticated")
+    p.add_argument("--user", metavar="NAME",
+                   help="create NAME in admin with role root (implies --auth); its password is "
+                        "the first line of --password-file")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="the password of --user (a file, so that it is on no command line)")
+    p.add_argument("--cursor-timeout-ms", type=int, default=DEFAULT_CURSOR_TIMEOUT_MS, metavar="MS",
+                   help="mongod's cursorTimeoutMillis: a cursor idle this long is dropped and its "
+                        "getMore answers 43 CursorNotFound (default 600000; 0 or less: never)")
+    p.add_argument("--timeout-session-cursors", action="store_true",
+                   help="mongod's enableTimeoutOfInactiveSessionCursors: also time out cursors "
+                        "opened in a session (with an lsid), as drivers' cursors are")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and commands to stderr")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.tls_key and not args.tls_cert:
+        p.error("--tls-key-file needs --tls-certificate-key-file")
+    if args.tls_cert and args.tls_dir:
+        p.error("--tls-certificate-key-file and --tls-dir exclude each other")
+    if bool(args.user) != bool(args.password_file):
+        p.error("--user and --password-file go together")
+    return args
 
 
 def main(argv=None):
@@ -3780,8 +4311,20 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    tls = None
+    if args.tls_cert:
+        tls = (args.tls_cert, args.tls_key or args.tls_cert)
+    elif args.tls_dir:
+        tls = _tls_module().TLSMaterial(directory=args.tls_dir)
+    users = None
+    if args.user:
+        with open(args.password_file, encoding="utf-8") as f:
+            users = [(args.user, f.readline().rstrip("\r\n"))]
+    timeout = args.cursor_timeout_ms if args.cursor_timeout_ms > 0 else None
     srv = FakeMongod(args.host, args.port, faults=faults, verbose=args.verbose,
-                     topology_version=args.topology_version)
+                     topology_version=args.topology_version, tls=tls, users=users,
+                     auth=True if (args.auth or users) else None, cursor_timeout_ms=timeout,
+                     timeout_session_cursors=args.timeout_session_cursors)
     try:
         srv.start()
     except OSError as e:

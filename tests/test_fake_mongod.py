@@ -1219,6 +1219,397 @@ class TestWire(unittest.TestCase):
         self.assertEqual(read_reply(self.sock)[2]["n"], 1)
 
 
+# ---------------------------------------------------------------------------
+# TLS, SCRAM authentication and cursor timeouts
+
+
+def scram_client_first(user, nonce):
+    """client-first-message (RFC 5802 section 7), without channel binding."""
+    name = user.replace("=", "=3D").replace(",", "=2C")
+    return "n,,n=%s,r=%s" % (name, nonce)
+
+
+def scram_client_final(mechanism, user, password, client_first, server_first):
+    """(client-final-message, the server-final the server must send), computed
+    independently of the fake: the client side of RFC 5802 / RFC 7677 with
+    MongoDB's password preparation (SCRAM-SHA-1: the MD5 digest of
+    "user:mongo:password"; SCRAM-SHA-256: SASLprep, a no-op for ASCII)."""
+    import base64
+    import hashlib
+    import hmac
+    h = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}[mechanism]
+    if mechanism == "SCRAM-SHA-1":
+        password = hashlib.md5(("%s:mongo:%s" % (user, password)).encode()).hexdigest()
+    fields = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac(h, password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+    client_key = hmac.new(salted, b"Client Key", h).digest()
+    stored_key = hashlib.new(h, client_key).digest()
+    without_proof = "c=biws,r=" + fields["r"]
+    auth_message = ",".join((client_first[3:], server_first, without_proof)).encode()
+    proof = bytes(a ^ b for a, b in zip(client_key, hmac.new(stored_key, auth_message, h).digest()))
+    server_key = hmac.new(salted, b"Server Key", h).digest()
+    server_final = "v=" + base64.b64encode(hmac.new(server_key, auth_message, h).digest()).decode()
+    return without_proof + ",p=" + base64.b64encode(proof).decode(), server_final
+
+
+class WireConn(object):
+    """One connection speaking OP_MSG by hand (a command at a time)."""
+
+    def __init__(self, port, ssl_context=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname="127.0.0.1")
+        self.req = 0
+
+    def command(self, db, body):
+        self.req += 1
+        doc = SON(body)
+        doc["$db"] = db
+        self.sock.sendall(op_msg(self.req, doc))
+        resp_to, _opcode, reply = read_reply(self.sock)
+        assert resp_to == self.req
+        return reply
+
+    def close(self):
+        self.sock.close()
+
+
+class TestTLS(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tls
+        cls.material = tls.TLSMaterial()
+        cls.other = tls.TLSMaterial()  # a CA the server's certificate does not chain to
+        cls.srv = fake_mongod.FakeMongod(tls=cls.material).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.material.cleanup()
+        cls.other.cleanup()
+
+    def test_uri_names_tls_and_the_ca(self):
+        self.assertEqual(self.srv.uri, "mongodb://127.0.0.1:%d/?tls=true&tlsCAFile=%s"
+                         % (self.srv.port, self.material.ca_file))
+
+    def test_pymongo_over_tls(self):
+        before = self.srv.stats()["tlsConnections"]
+        with pymongo.MongoClient(self.srv.uri, serverSelectionTimeoutMS=10000) as cl:
+            cl.t_tls.c.drop()
+            cl.t_tls.c.insert_many([{"_id": i, "v": "x" * 100} for i in range(300)])
+            self.assertEqual([d["_id"] for d in cl.t_tls.c.find(batch_size=50)], list(range(300)))
+            self.assertEqual(cl.admin.command("ping")["ok"], 1.0)
+        self.assertGreater(self.srv.stats()["tlsConnections"], before)
+
+    def test_hand_made_tls_connection(self):
+        c = WireConn(self.srv.port, self.material.client_context())
+        try:
+            self.assertEqual(c.command("admin", {"ping": 1})["ok"], 1.0)
+            self.assertEqual(c.sock.version()[:4], "TLSv")
+        finally:
+            c.close()
+
+    def test_plain_client_refused(self):
+        failures = self.srv.stats()["tlsHandshakeFailures"]
+        with pymongo.MongoClient("127.0.0.1", self.srv.port, serverSelectionTimeoutMS=2000) as cl:
+            with self.assertRaises(errors.ServerSelectionTimeoutError):
+                cl.admin.command("ping")
+        self.assertGreater(self.srv.stats()["tlsHandshakeFailures"], failures)
+
+    def test_untrusted_certificate_refused(self):
+        uri = "mongodb://127.0.0.1:%d/?tls=true&tlsCAFile=%s" % (self.srv.port, self.other.ca_file)
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=2000) as cl:
+            with self.assertRaises(errors.ServerSelectionTimeoutError) as cm:
+                cl.admin.command("ping")
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", str(cm.exception))
+
+    def test_own_throwaway_ca(self):
+        srv = fake_mongod.FakeMongod(tls=True).start()
+        try:
+            self.assertTrue(os.path.isfile(srv.tls_ca_file))
+            with pymongo.MongoClient(srv.uri, serverSelectionTimeoutMS=10000) as cl:
+                self.assertEqual(cl.admin.command("ping")["ok"], 1.0)
+        finally:
+            srv.stop()
+        self.assertFalse(os.path.exists(srv.tls_ca_file))
+
+
+class TestAuth(unittest.TestCase):
+    USER, PWD = "alice", "p@ss:w=rd,1"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = fake_mongod.FakeMongod(users={cls.USER: cls.PWD}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def client(self, user=None, password=None, **kw):
+        opts = dict(serverSelectionTimeoutMS=5000, retryReads=False, retryWrites=False)
+        if user is not None:
+            opts.update(username=user, password=password, authSource="admin")
+        opts.update(kw)
+        return pymongo.MongoClient("127.0.0.1", self.srv.port, **opts)
+
+    def wire(self):
+        c = WireConn(self.srv.port)
+        self.addCleanup(c.close)
+        return c
+
+    def test_scram_success_both_mechanisms(self):
+        for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1", None):
+            before = self.srv.stats()["authSucceeded"]
+            kw = {"authMechanism": mech} if mech else {}
+            with self.client(self.USER, self.PWD, **kw) as cl:
+                cl.t_auth.c.insert_one({"m": mech})
+                self.assertGreaterEqual(cl.t_auth.c.count_documents({}), 1)
+                info = cl.admin.command("connectionStatus")["authInfo"]
+                self.assertEqual(info["authenticatedUsers"], [{"user": self.USER, "db": "admin"}])
+                self.assertEqual(info["authenticatedUserRoles"], [{"role": "root", "db": "admin"}])
+            st = self.srv.stats()
+            self.assertGreater(st["authSucceeded"], before, mech)
+            self.assertIn("%s@admin" % self.USER, st["authenticatedUsers"])
+
+    def test_wrong_password_and_unknown_user_fail_like_mongod(self):
+        for user, pwd in ((self.USER, "not-" + self.PWD), ("nobody", self.PWD)):
+            for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+                before = self.srv.stats()["authFailed"]
+                with self.client(user, pwd, authMechanism=mech) as cl:
+                    with self.assertRaises(errors.OperationFailure) as cm:
+                        cl.t_auth.c.find_one()
+                self.assertEqual(cm.exception.code, 18, (user, mech))
+                self.assertEqual(cm.exception.details["errmsg"], "Authentication failed.")
+                self.assertEqual(cm.exception.details["codeName"], "AuthenticationFailed")
+                self.assertNotIn(pwd, str(cm.exception.details))
+                self.assertGreater(self.srv.stats()["authFailed"], before)
+
+    def test_unauthorized_before_authentication(self):
+        with self.client() as cl:
+            for name in ("ping", "buildInfo", "connectionStatus", "hello", "isMaster"):
+                self.assertEqual(cl.admin.command(name)["ok"], 1.0, name)
+            self.assertEqual(cl.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"], [])
+            for call, name in ((lambda: cl.t_auth.c.find_one(), "find"),
+                               (lambda: cl.t_auth.c.insert_one({"x": 1}), "insert"),
+                               (lambda: cl.list_database_names(), "listDatabases"),
+                               (lambda: cl.t_auth.list_collection_names(), "listCollections"),
+                               (lambda: cl.t_auth.command("getMore", Int64(5), collection="c"), "getMore"),
+                               (lambda: cl.admin.command("createUser", "eve", pwd="x", roles=[]),
+                                "createUser")):
+                with self.assertRaises(errors.OperationFailure) as cm:
+                    call()
+                self.assertEqual((cm.exception.code, cm.exception.details["codeName"],
+                                  cm.exception.details["errmsg"]),
+                                 (13, "Unauthorized", "Command %s requires authentication" % name))
+            with self.assertRaises(errors.OperationFailure) as cm:  # unknown before unauthorized
+                cl.admin.command("noSuchCommand")
+            self.assertEqual(cm.exception.code, 59)
+
+    def test_hand_made_conversation_with_empty_last_exchange(self):
+        for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+            c = self.wire()
+            self.assertEqual(c.command("t_auth", {"find": "c"})["code"], 13)
+            first = scram_client_first(self.USER, "fyko+d2lbbFgONRv9qkxdawL")
+            r = c.command("admin", SON([("saslStart", 1), ("mechanism", mech),
+                                        ("payload", first.encode()), ("autoAuthorize", 1)]))
+            self.assertEqual((r["ok"], r["done"], r["conversationId"]), (1.0, False, 1), r)
+            server_first = r["payload"].decode()
+            self.assertTrue(server_first.startswith("r=fyko+d2lbbFgONRv9qkxdawL"), server_first)
+            self.assertGreater(len(server_first.split(",")[0]), len("r=fyko+d2lbbFgONRv9qkxdawL") + 24)
+            final, want = scram_client_final(mech, self.USER, self.PWD, first, server_first)
+            r = c.command("admin", SON([("saslContinue", 1), ("conversationId", 1),
+                                        ("payload", final.encode())]))
+            # no skipEmptyExchange: server-final, then an empty exchange ends it
+            self.assertEqual((r["ok"], r["done"], r["payload"].decode()), (1.0, False, want), mech)
+            self.assertEqual(c.command("t_auth", {"find": "c"})["code"], 13)  # not yet done
+            r = c.command("admin", SON([("saslContinue", 1), ("conversationId", 1), ("payload", b"")]))
+            self.assertEqual((r["ok"], r["done"], r["payload"]), (1.0, True, b""), mech)
+            self.assertEqual(c.command("t_auth", {"find": "c"})["ok"], 1.0)
+            c.command("admin", {"logout": 1})
+            self.assertEqual(c.command("t_auth", {"find": "c"})["code"], 13)
+
+    def test_skip_empty_exchange_and_bad_messages(self):
+        c = self.wire()
+        first = scram_client_first(self.USER, "abcdefghijklmnopqrstuvwx")
+        start = SON([("saslStart", 1), ("mechanism", "SCRAM-SHA-256"), ("payload", first.encode()),
+                     ("options", {"skipEmptyExchange": True})])
+        r = c.command("admin", start)
+        final, want = scram_client_final("SCRAM-SHA-256", self.USER, self.PWD, first, r["payload"].decode())
+        r = c.command("admin", SON([("saslContinue", 1), ("conversationId", 1), ("payload", final.encode())]))
+        self.assertEqual((r["ok"], r["done"], r["payload"].decode()), (1.0, True, want))
+        self.assertEqual(c.command("t_auth", {"find": "c"})["ok"], 1.0)
+        # a tampered nonce, a wrong proof: 18; no conversation: 17; PLAIN: 334
+        for tamper in (lambda f: f.replace("r=abc", "r=abd"), lambda f: f[:-6] + "AAAAA="):
+            c2 = self.wire()
+            r = c2.command("admin", start)
+            final, _ = scram_client_final("SCRAM-SHA-256", self.USER, self.PWD, first, r["payload"].decode())
+            r = c2.command("admin", SON([("saslContinue", 1), ("conversationId", 1),
+                                         ("payload", tamper(final).encode())]))
+            self.assertEqual((r["ok"], r["code"], r["errmsg"]), (0.0, 18, "Authentication failed."))
+            r = c2.command("admin", SON([("saslContinue", 1), ("conversationId", 1), ("payload", b"")]))
+            self.assertEqual((r["code"], r["codeName"]), (17, "ProtocolError"))
+            self.assertEqual(c2.command("t_auth", {"find": "c"})["code"], 13)
+        r = c.command("admin", SON([("saslStart", 1), ("mechanism", "PLAIN"), ("payload", b"\0a\0b")]))
+        self.assertEqual((r["code"], r["codeName"]), (334, "MechanismUnavailable"))
+
+    def test_hello_sasl_supported_mechs_and_speculative_authenticate(self):
+        c = self.wire()
+        r = c.command("admin", {"hello": 1, "saslSupportedMechs": "admin." + self.USER})
+        self.assertEqual(r["saslSupportedMechs"], ["SCRAM-SHA-1", "SCRAM-SHA-256"])
+        r = c.command("admin", {"hello": 1, "saslSupportedMechs": "admin.nobody"})
+        self.assertNotIn("saslSupportedMechs", r)
+        first = scram_client_first(self.USER, "speculativespeculative00")
+        spec = SON([("saslStart", 1), ("mechanism", "SCRAM-SHA-256"), ("payload", first.encode()),
+                    ("options", {"skipEmptyExchange": True}), ("db", "admin")])
+        r = c.command("admin", {"hello": 1, "speculativeAuthenticate": spec})
+        sa = r["speculativeAuthenticate"]
+        self.assertEqual((sorted(sa), sa["conversationId"], sa["done"]),
+                         (["conversationId", "done", "payload"], 1, False))
+        before = self.srv.stats()["speculativeAuthSucceeded"]
+        final, want = scram_client_final("SCRAM-SHA-256", self.USER, self.PWD, first, sa["payload"].decode())
+        r = c.command("admin", SON([("saslContinue", 1), ("conversationId", 1), ("payload", final.encode())]))
+        self.assertEqual((r["done"], r["payload"].decode()), (True, want))
+        self.assertEqual(c.command("t_auth", {"find": "c"})["ok"], 1.0)
+        self.assertEqual(self.srv.stats()["speculativeAuthSucceeded"], before + 1)
+        # an unknown user: hello answers without speculativeAuthenticate
+        spec["payload"] = scram_client_first("nobody", "n0nce").encode()
+        r = self.wire().command("admin", {"hello": 1, "speculativeAuthenticate": spec})
+        self.assertEqual(r["ok"], 1.0)
+        self.assertNotIn("speculativeAuthenticate", r)
+
+    def test_auth_without_users_then_created_user(self):
+        """--auth with no user yet: everything runs (mongod's localhost
+        exception); once createUser made one, authentication is required."""
+        srv = fake_mongod.FakeMongod(auth=True).start()
+        try:
+            with pymongo.MongoClient(srv.uri, serverSelectionTimeoutMS=5000) as cl:
+                cl.t.c.insert_one({"_id": 1})
+                cl.admin.command("createUser", "bob", pwd="b0b", roles=["root"])
+                with self.assertRaises(errors.OperationFailure) as cm:
+                    cl.t.c.find_one()
+                self.assertEqual(cm.exception.code, 13)
+            with pymongo.MongoClient(srv.uri, username="bob", password="b0b",
+                                     serverSelectionTimeoutMS=5000) as cl:
+                self.assertEqual(cl.t.c.find_one(), {"_id": 1})
+        finally:
+            srv.stop()
+
+    def test_no_auth_by_default(self):
+        self.assertFalse(SERVER.auth_required)
+        with client() as cl:  # the shared server: no user needed, SCRAM still works
+            cl.admin.command("createUser", "carol", pwd="c4rol", roles=["root"])
+            try:
+                self.assertEqual(cl.t_noauth.c.count_documents({}), 0)
+                with pymongo.MongoClient(SERVER.uri, username="carol", password="c4rol",
+                                         serverSelectionTimeoutMS=5000) as cl2:
+                    self.assertEqual(cl2.admin.command("connectionStatus")["authInfo"]
+                                     ["authenticatedUsers"], [{"user": "carol", "db": "admin"}])
+            finally:
+                cl.admin.command("dropUser", "carol")
+
+
+class TestTLSAndAuth(unittest.TestCase):
+    def test_scram_over_tls(self):
+        srv = fake_mongod.FakeMongod(tls=True, users=[("backup", "s3cret")]).start()
+        try:
+            uri = srv.uri.replace("mongodb://", "mongodb://backup:s3cret@") + "&authSource=admin"
+            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000) as cl:
+                cl.t.c.insert_one({"_id": 1})
+                self.assertEqual(cl.t.c.find_one(), {"_id": 1})
+            st = srv.stats()
+            self.assertGreaterEqual(st["tlsConnections"], 1)
+            self.assertGreaterEqual(st["authSucceeded"], 1)
+        finally:
+            srv.stop()
+
+
+class TestCursorTimeout(unittest.TestCase):
+    """Against a server of its own: setParameter changes its parameters."""
+
+    def setUp(self):
+        self.srv = fake_mongod.FakeMongod().start()
+        self.addCleanup(self.srv.stop)
+        self.cl = pymongo.MongoClient(self.srv.uri, serverSelectionTimeoutMS=5000, retryReads=False)
+        self.addCleanup(self.cl.close)
+        self.cl.t.c.insert_many([{"_id": i} for i in range(20)])
+
+    def set_timeout(self, ms, sessions=None):
+        cmd = SON([("setParameter", 1), ("cursorTimeoutMillis", ms)])
+        if sessions is not None:
+            cmd["enableTimeoutOfInactiveSessionCursors"] = sessions
+        return self.cl.admin.command(cmd)
+
+    def test_default_parameters_are_mongods(self):
+        r = self.cl.admin.command("getParameter", 1, cursorTimeoutMillis=1,
+                                  enableTimeoutOfInactiveSessionCursors=1)
+        self.assertEqual((r["cursorTimeoutMillis"], r["enableTimeoutOfInactiveSessionCursors"]),
+                         (600000, False))
+        self.assertIsInstance(r["cursorTimeoutMillis"], Int64)
+        with client() as cl:  # the shared server as well
+            self.assertEqual(cl.admin.command("getParameter", 1, cursorTimeoutMillis=1)
+                             ["cursorTimeoutMillis"], 600000)
+
+    def test_idle_cursor_without_session_times_out(self):
+        c = WireConn(self.srv.port)
+        self.addCleanup(c.close)
+        r = c.command("t", {"find": "c", "batchSize": 2})
+        cid = r["cursor"]["id"]
+        r = c.command("t", {"getMore": cid, "collection": "c", "batchSize": 2})
+        self.assertEqual(len(r["cursor"]["nextBatch"]), 2)  # the 10 min default: alive
+        self.assertEqual(self.set_timeout(100)["was"], 600000)
+        time.sleep(0.5)
+        r = c.command("t", {"getMore": cid, "collection": "c"})
+        self.assertEqual((r["ok"], r["code"], r["codeName"], r["errmsg"]),
+                         (0.0, 43, "CursorNotFound", "cursor id %d not found" % cid))
+        self.assertGreaterEqual(self.srv.stats()["cursorsTimedOut"], 1)
+        # noCursorTimeout: never; killCursors finds no timed-out cursor
+        r = c.command("t", {"find": "c", "batchSize": 2, "noCursorTimeout": True})
+        keep = r["cursor"]["id"]
+        idle = c.command("t", {"find": "c", "batchSize": 2})["cursor"]["id"]
+        time.sleep(0.5)
+        self.assertEqual(len(c.command("t", {"getMore": keep, "collection": "c"})["cursor"]["nextBatch"]), 18)
+        r = c.command("t", {"killCursors": "c", "cursors": [Int64(idle)]})
+        self.assertEqual((r["cursorsKilled"], r["cursorsNotFound"]), ([], [idle]))
+
+    def test_session_cursors_follow_enable_timeout_of_inactive_session_cursors(self):
+        coll = self.cl.t.c
+        self.set_timeout(100)
+        cur = coll.find(batch_size=2)  # pymongo's implicit session: an lsid
+        self.assertEqual(next(cur)["_id"], 0)
+        time.sleep(0.5)
+        self.assertEqual(len(list(cur)), 19)  # mongod leaves session cursors alone
+        self.assertEqual(self.set_timeout(100, sessions=True)["was"], False)
+        cur = coll.find(batch_size=2)
+        next(cur)
+        time.sleep(0.5)
+        with self.assertRaises(errors.CursorNotFound) as cm:
+            list(cur)
+        self.assertEqual(cm.exception.code, 43)
+        cur = coll.find(batch_size=2, no_cursor_timeout=True)
+        next(cur)
+        time.sleep(0.5)
+        self.assertEqual(len(list(cur)), 19)
+
+    def test_active_cursor_survives(self):
+        """Only idleness counts: a cursor used more often than the timeout
+        lives on however long it takes in all."""
+        self.set_timeout(2000, sessions=True)
+        seen = []
+        for d in self.cl.t.c.find(batch_size=4):  # 5 batches, 0.5 s apart: 2.5 s in all
+            seen.append(d["_id"])
+            if d["_id"] % 4 == 3:
+                time.sleep(0.5)
+        self.assertEqual(seen, list(range(20)))
+
+    def test_set_parameter_errors(self):
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.cl.admin.command("setParameter", 1, noSuchParameter=1)
+        self.assertEqual(cm.exception.code, 72)
+        with self.assertRaises(errors.OperationFailure) as cm:
+            self.cl.t.command("setParameter", 1, cursorTimeoutMillis=5)
+        self.assertEqual(cm.exception.code, 13)
+
+
 class TestCli(unittest.TestCase):
     def start(self, *args):
         tmp = tempfile.mkdtemp()
@@ -1251,6 +1642,60 @@ class TestCli(unittest.TestCase):
     def test_sigint(self):
         p, port = self.start()
         self.stop(p, signal.SIGINT)
+
+    def test_tls_auth_and_cursor_timeout_flags(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(__import__("shutil").rmtree, tmp, True)
+        pwfile = os.path.join(tmp, "pw")
+        with open(pwfile, "w") as f:
+            f.write("s3cret\n")
+        tls_dir = os.path.join(tmp, "tls")
+        p, port = self.start("--tls-dir", tls_dir, "--user", "admin", "--password-file", pwfile,
+                             "--cursor-timeout-ms", "200", "--timeout-session-cursors")
+        self.assertNotIn("s3cret", " ".join(p.args))
+        base = "127.0.0.1:%d/?tls=true&tlsCAFile=%s" % (port, os.path.join(tls_dir, "ca.pem"))
+        with pymongo.MongoClient("mongodb://admin:s3cret@" + base, serverSelectionTimeoutMS=10000,
+                                 retryReads=False) as cl:
+            cl.t.c.insert_many([{"_id": i} for i in range(10)])
+            r = cl.admin.command("getParameter", 1, cursorTimeoutMillis=1,
+                                 enableTimeoutOfInactiveSessionCursors=1)
+            self.assertEqual((r["cursorTimeoutMillis"], r["enableTimeoutOfInactiveSessionCursors"]),
+                             (200, True))
+            cur = cl.t.c.find(batch_size=2)
+            next(cur)
+            time.sleep(1.0)
+            with self.assertRaises(errors.CursorNotFound):
+                list(cur)
+        with pymongo.MongoClient("mongodb://" + base, serverSelectionTimeoutMS=10000) as cl:
+            with self.assertRaises(errors.OperationFailure) as cm:
+                cl.t.c.find_one()
+            self.assertEqual(cm.exception.code, 13)
+        with pymongo.MongoClient("mongodb://admin:wrong@" + base, serverSelectionTimeoutMS=10000) as cl:
+            with self.assertRaises(errors.OperationFailure) as cm:
+                cl.t.c.find_one()
+            self.assertEqual(cm.exception.code, 18)
+        self.stop(p)
+
+    def test_tls_certificate_key_file(self):
+        import tls
+        material = tls.TLSMaterial()
+        self.addCleanup(material.cleanup)
+        p, port = self.start("--tls-certificate-key-file", material.chain_file,
+                             "--tls-key-file", material.key_file)
+        uri = "mongodb://127.0.0.1:%d/?tls=true&tlsCAFile=%s" % (port, material.ca_file)
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000) as cl:
+            self.assertEqual(cl.admin.command("ping")["ok"], 1.0)
+        with pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=1500) as cl:
+            with self.assertRaises(errors.ServerSelectionTimeoutError):
+                cl.admin.command("ping")
+        self.stop(p)
+
+    def test_bad_flag_combinations(self):
+        for args in (["--user", "x"], ["--tls-key-file", "k.pem"]):
+            r = subprocess.run(["/usr/bin/python3", FAKE, "--port", "0"] + args,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(r.stdout, "")
 
     def test_fault_flags(self):
         p, port = self.start("--close-on-getmore", "2", "--error-on", "listIndexes")

@@ -400,8 +400,8 @@ class TestSecrets(FailureTestCase):
         if real_credentials:
             self.assertExit(rc, 0, log)
         else:
-            # Made-up credentials: the fake has no SASL and a real server
-            # does not know the user, so the login must fail, and say so.
+            # Made-up credentials: neither the fake nor a real server knows
+            # the user, so the login must fail, and say so.
             self.assertExit(rc, 1, log)
             self.assertLogMatches(log, r"\b(small|types)\b.*(auth|sasl|credential)",
                                   "saying the login was refused")
