@@ -59,6 +59,12 @@ const char *mongo_error_class(const bson_error_t *error)
 		return ERR_CLASS_AUTH;
 	if (error->domain == MONGOC_ERROR_SERVER && (error->code == 13 || error->code == 18))
 		return ERR_CLASS_AUTH;
+	/* An untrusted certificate stays untrusted: a setting to fix (tlsCAFile),
+	 * not an outage to wait out.  libmongoc says so only in its message,
+	 * the server-selection error quoting the stream's. */
+	if (strstr(error->message, "certificate verify failed") != NULL ||
+	    strstr(error->message, "TLS handshake failed") != NULL)
+		return ERR_CLASS_CONFIG;
 	return ERR_CLASS_MONGO;
 }
 

@@ -148,7 +148,7 @@ static void job_succeeded(struct backup_run *run, struct collection_job *job)
  * is cancelled, so whatever did commit stays committed and the final
  * manifest says so. */
 static void fail_run_at_once(struct backup_run *run, struct collection_job *job,
-			     const char *cause)
+			     const char *cause, const char *refuser)
 {
 	int unattempted = 0;
 
@@ -167,9 +167,9 @@ static void fail_run_at_once(struct backup_run *run, struct collection_job *job,
 		unattempted++;
 	}
 	if (unattempted > 0)
-		msg_error("run %s: %d more collection%s not attempted: the storage will refuse "
+		msg_error("run %s: %d more collection%s not attempted: %s will refuse "
 			  "them the same way", run->run_id, unattempted,
-			  unattempted == 1 ? "" : "s");
+			  unattempted == 1 ? "" : "s", refuser);
 }
 
 static void job_pipeline_over(struct backup_run *run, struct collection_job *job)
@@ -189,7 +189,14 @@ static void job_pipeline_over(struct backup_run *run, struct collection_job *job
 		if (advice != NULL) {
 			char cause[sizeof(why) + 300];
 			snprintf(cause, sizeof(cause), "%s%s", why, advice);
-			fail_run_at_once(run, job, cause);
+			fail_run_at_once(run, job, cause, "the storage");
+			return;
+		}
+		/* MongoDB refused the login, or its certificate is not trusted:
+		 * every other collection would meet the same refusal. */
+		if (!run->cancelled && (strcmp(pl->producer.error_class, ERR_CLASS_AUTH) == 0 ||
+					strcmp(pl->producer.error_class, ERR_CLASS_CONFIG) == 0)) {
+			fail_run_at_once(run, job, why, "MongoDB");
 			return;
 		}
 		if (!run->cancelled && storage_transient_failure(run, pl) &&

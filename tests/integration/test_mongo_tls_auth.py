@@ -346,18 +346,22 @@ class TestMongoTLSAuth(h.BackupTestCase):
 
     def test_wrong_password_fails_at_once(self):
         stats0 = self.mongo.stats()
-        conf = self.conf(self.mongo.uri_for(WRONG_PASSWORD))
+        # One at a time: the first refusal ends the run, the others are
+        # never tried (MongoDB would refuse them the same way).
+        conf = self.conf(self.mongo.uri_for(WRONG_PASSWORD), limits={"parallel": 1})
         rc, log, elapsed, argv_log, env_log, hits, _seen = self.run_watched(
             conf, [SECRET_CORE, WRONG_CORE])
         self.assertExit(rc, 1, log)
-        for coll in COLLECTIONS:
-            self.assertLogMatches(log, r"\b%s\b.*authenticat" % coll,
-                                  "saying the login for %s was refused" % coll)
+        self.assertLogMatches(log, r"collection \S+: FAILED .*authenticat",
+                              "saying the login was refused")
+        self.assertLogMatches(log, r"%d more collections not attempted: MongoDB will refuse "
+                              r"them the same way" % (len(COLLECTIONS) - 1),
+                              "ending the run at the first refusal")
         # a refused login is not retried: one data export per collection
         self.assertNotRegex(log, r"(?i)retrying", "a refused login was retried")
         attempts = self.data_exports(argv_log)
-        self.assertTrue(all(n <= 1 for n in attempts.values()),
-                        "export attempts per collection: %r\n%s" % (attempts, log))
+        self.assertEqual(sum(attempts.values()), 1,
+                         "export attempts per collection: %r\n%s" % (attempts, log))
         self.assertSecretNowhere([SECRET_CORE, WRONG_CORE], log, argv_log, env_log, hits,
                                  "a MongoDB password")
         self.assertEqual([n for n in self.blobs.names("") if n.endswith(".bson.gz")], [],
@@ -367,11 +371,15 @@ class TestMongoTLSAuth(h.BackupTestCase):
         sys.stderr.write("[wrong password: failed after %.1f s] " % elapsed)
 
     def test_certificate_is_checked(self):
-        conf = self.conf(self.mongo.uri_for(PASSWORD, ca_file=False))
+        conf = self.conf(self.mongo.uri_for(PASSWORD, ca_file=False), limits={"parallel": 1})
         stats0 = self.mongo.stats()
         rc, log, _ = self.run_backup(conf)
         self.assertExit(rc, 1, log)
         self.assertLogMatches(log, r"(certificate|TLS|SSL)", "naming the TLS failure")
+        # A setting to fix, not an outage: not retried, the run ends.
+        self.assertNotRegex(log, r"(?i)retrying", "an untrusted certificate was retried")
+        self.assertLogMatches(log, r"more collections? not attempted: MongoDB will refuse",
+                              "ending the run at the first refusal")
         self.assertNotIn(SECRET_CORE, log)
         st = self.mongo.stats()
         self.assertGreater(st["tlsHandshakeFailures"], stats0["tlsHandshakeFailures"], st)
