@@ -358,6 +358,15 @@ class TestKinds(h.BackupTestCase):
             with open(os.path.join(theirs, db, name), "rb") as f, \
                     open(os.path.join(ours, db, name), "rb") as g:
                 self.assertEqual(g.read(), f.read(), name)
+        # bsondump reads each of our files, document for document.
+        bsondump = mongo_tool("bsondump")
+        if bsondump is not None:
+            for name in ("users", "capped", "clustered"):
+                p = subprocess.run([bsondump, "--quiet", os.path.join(ours, db, name + ".bson")],
+                                   capture_output=True, timeout=60)
+                self.assertEqual(p.returncode, 0, p.stderr.decode())
+                want = self.db[name].count_documents({})
+                self.assertEqual(len(p.stdout.decode().splitlines()), want, name)
         target = h.unique_name("dbm")
         self.addCleanup(self.mongo.drop_database, target)
         p = subprocess.run([mongorestore, "--uri", self.mongo.uri, "--nsFrom", db + ".*",
