@@ -28,6 +28,11 @@
 /* RFC 8536: offsets lie within -25:59:59 .. +25:59:59. */
 #define TZ_OFFSET_MIN (-93599L)
 #define TZ_OFFSET_MAX 93599L
+/* Transition times beyond 2^59 s (18 billion years) either way are
+ * refused: zic writes none (its earliest, the Big Bang, is -2^59), and the
+ * footer's calendar arithmetic, which starts right after the last one,
+ * would overflow near 2^63. */
+#define TZ_TIME_LIMIT (INT64_C(1) << 59)
 #define DAY 86400
 
 /* One date of a POSIX rule (Jn, n or Mm.w.d) and its local time of day. */
@@ -416,6 +421,56 @@ void cron_tz_local(const struct cron_tz *z, int64_t local, struct cron_tz_local 
 	out->transition = out->count == 0 ? gap : between;
 }
 
+/* How close two offset changes may come.
+ *
+ * The schedule (cron.c: next_from, local_to_utc) reads a zone's history as
+ * clean steps: a step back shows a span of local time twice, once just
+ * before the change and once just after it, and the clock gets through the
+ * whole repeat before the offset changes again; a step forward skips a span
+ * that no later change brings back.  Both hold when the time between two
+ * changes is at least the sum of the two steps (absolute values): then
+ * every local time is shown at most twice, by neighbouring spans.  A file
+ * that breaks this would be scheduled wrongly (the second pass of a repeat
+ * taken to last when the offset has moved on: "every 17 minutes" fired at
+ * 05:14:36 by tests/fuzz/regressions/tzif/transitions-minutes-apart, whose
+ * offset goes to +64 s, +4:58:40 and +64 s within 43 minutes), so it is
+ * refused as "offset changes too close together".  No real zone comes
+ * near the limit: over every zone of tzdata 2025b the tightest pair of
+ * changes has almost four days to spare (Africa/Freetown).
+ *
+ * Only what the engine can reach is walked (years 1 to 9999, with a margin
+ * for the widest offset).  The footer rule repeats every 400 years, so one
+ * cycle of it after the table ends covers all of its changes. */
+#define TZ_WALK_FROM (-62135596800LL - 4 * DAY)		/* 0001-01-01, less 4 days */
+#define TZ_WALK_TO (253402300800LL + 4 * DAY)		/* 10000-01-01, and 4 days */
+#define TZ_RULE_CYCLE (146097LL * DAY)			/* 400 Gregorian years */
+
+static bool steps_settle(const struct cron_tz *z)
+{
+	int64_t t = TZ_WALK_FROM, stop = TZ_WALK_TO, prev_when = 0, when;
+	long prev_step = 0, before, after;
+	bool have_prev = false;
+
+	if (z->rule.present) {
+		int64_t from = z->has_table && z->table_end > TZ_WALK_FROM ? z->table_end
+									  : TZ_WALK_FROM;
+
+		if (from < TZ_WALK_TO - TZ_RULE_CYCLE - 800 * DAY)
+			stop = from + TZ_RULE_CYCLE + 800 * DAY;
+	}
+	while (cron_tz_next_change(z, t, &when, &before, &after) == 0 && when <= stop) {
+		long step = labs(after - before);
+
+		if (have_prev && when - prev_when < (int64_t)prev_step + step)
+			return false;
+		have_prev = true;
+		prev_when = when;
+		prev_step = step;
+		t = when;
+	}
+	return true;
+}
+
 /* TZif files (RFC 8536) */
 
 struct tzif_counts {
@@ -507,7 +562,8 @@ static int tzif_parse(const unsigned char *buf, size_t len, struct cron_tz *z, c
 		int64_t t = tsize == 8 ? be64(times + 8 * i) : (int64_t)(int32_t)be32(times + 4 * i);
 		long prev = z->count > 0 ? z->off[z->count - 1] : z->first_off;
 
-		if (idx[i] >= c.type || (i > 0 && t <= z->table_end))
+		if (idx[i] >= c.type || t < -TZ_TIME_LIMIT || t > TZ_TIME_LIMIT ||
+		    (i > 0 && t <= z->table_end))
 			return -1;
 		z->table_end = t;
 		if (offs[idx[i]] != prev) {
@@ -536,6 +592,10 @@ static int tzif_parse(const unsigned char *buf, size_t len, struct cron_tz *z, c
 		if (n > 0 && rule_parse(footer, &z->rule) != 0)
 			return -1;
 	}
+	*why = "offset changes too close together (one before the clock is through the "
+	       "last step)";
+	if (!steps_settle(z))
+		return -1;
 	return 0;
 }
 
