@@ -218,18 +218,44 @@ int blob_fetch_small(struct azure_client *c, const char *blob, size_t max, char 
 	return 0;
 }
 
+/* Exactly YYYY-MM-DDTHH:MM:SS, then "Z" or nothing, every field in its
+ * range (the form we write): strptime would take February 30th as March
+ * 2nd, second 60, one-digit fields, blanks and trailing text, and this
+ * time orders the sets in list and restore. */
 time_t set_parse_utc(const char *iso)
 {
-	struct tm tm;
-	const char *end;
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+	int v[6] = { 0 };
+	struct tm tm, back;
+	time_t t;
 
 	if (iso == NULL)
 		return (time_t)-1;
-	memset(&tm, 0, sizeof(tm));
-	end = strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (end == NULL || (*end != 'Z' && *end != '\0'))
+	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+		bool digit = iso[i] >= '0' && iso[i] <= '9';
+		if (shape[i] == 'd' ? !digit : iso[i] != shape[i])
+			return (time_t)-1;
+	}
+	if (!(iso[19] == '\0' || (iso[19] == 'Z' && iso[20] == '\0')))
 		return (time_t)-1;
-	return timegm(&tm);
+	static const int at[6] = { 0, 5, 8, 11, 14, 17 }, width[6] = { 4, 2, 2, 2, 2, 2 };
+	for (int f = 0; f < 6; f++)
+		for (int k = 0; k < width[f]; k++)
+			v[f] = v[f] * 10 + (iso[at[f] + k] - '0');
+	if (v[0] < 1 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[3] > 23 || v[4] > 59 || v[5] > 59)
+		return (time_t)-1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = v[0] - 1900;
+	tm.tm_mon = v[1] - 1;
+	tm.tm_mday = v[2];
+	tm.tm_hour = v[3];
+	tm.tm_min = v[4];
+	tm.tm_sec = v[5];
+	t = timegm(&tm);
+	/* A day past its month's end comes back as another date. */
+	if (gmtime_r(&t, &back) == NULL || back.tm_mday != v[2] || back.tm_mon != v[1] - 1)
+		return (time_t)-1;
+	return t;
 }
 
 static time_t set_time(const struct backup_set *s)

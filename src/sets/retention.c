@@ -268,6 +268,10 @@ bool retention_parse_name(const struct retention_layout *layout, const char *nam
 {
 	const char *rest;
 
+	/* No run writes a longer name (nor does Azure hold one), and matching
+	 * {database}_{collection} costs time quadratic in the length. */
+	if (strlen(name) >= BLOB_NAME_MAX)
+		return false;
 	if (!match_folder(layout, name, &rest, out))
 		return false;
 	/* One segment below the folder, of a name a run writes: deeper names
@@ -400,7 +404,11 @@ enum retention_manifest retention_manifest_parse(const char *json, size_t len,
 	}
 	doc = bson_new_from_json((const uint8_t *)json, (ssize_t)len, &error);
 	if (doc == NULL) {
+		/* libbson quotes the input, newlines and all: one log line. */
 		snprintf(why, whylen, "not valid JSON: %s", error.message);
+		for (char *c = why; whylen > 0 && *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
 		goto out;
 	}
 	if (!bson_iter_init_find(&it, doc, "complete") || !BSON_ITER_HOLDS_BOOL(&it)) {
@@ -429,9 +437,11 @@ long long retention_manifest_finished(const char *json, size_t len)
 	if (doc == NULL)
 		return -1;
 	if (bson_iter_init_find(&it, doc, "finished") && BSON_ITER_HOLDS_UTF8(&it)) {
-		text = bson_iter_utf8(&it, NULL);
-		/* "YYYY-MM-DDTHH:MM:SSZ" */
-		if (strlen(text) == 20 && match_date(text, &day) && text[10] == 'T' &&
+		uint32_t text_len;
+		text = bson_iter_utf8(&it, &text_len);
+		/* "YYYY-MM-DDTHH:MM:SSZ", all of it: a NUL inside ends nothing. */
+		if (text_len == 20 && strlen(text) == 20 && match_date(text, &day) &&
+		    text[10] == 'T' &&
 		    text[13] == ':' && text[16] == ':' && text[19] == 'Z') {
 			char hms[7] = { text[11], text[12], text[14], text[15], text[17],
 					text[18], '\0' };
