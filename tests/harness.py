@@ -138,6 +138,29 @@ def programs_for_others(names=("mongo-azure-backupctl",) + HELPERS):
     ENV["programs_for_others"] = d
     return d
 
+def recording_helpers(tmpdir):
+    """A libexec dir (for MAB_LIBEXECDIR) whose helpers append their argv
+    ("name [arg] [arg]") and environment to two files, then exec the real
+    ones: (dir, argv log path, env log path)."""
+    d = os.path.join(tmpdir, "libexec")
+    os.makedirs(d)
+    logp = os.path.join(tmpdir, "argv.log")
+    envp = os.path.join(tmpdir, "env.log")
+    for name in CHILD_PROGRAMS:
+        real = program(name)
+        if not os.path.exists(real):
+            continue
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write('#!/bin/sh\n'
+                    '{ printf "%%s" "%s"; for a in "$@"; do printf " [%%s]" "$a"; done; '
+                    'printf "\\n"; } >> "%s"\n'
+                    'env >> "%s"\n'
+                    'exec "%s" "$@"\n' % (name, logp, envp, real))
+        os.chmod(path, 0o755)
+    return d, logp, envp
+
+
 # Seconds a whole test module may take before the watchdog kills everything.
 MODULE_TIMEOUT = int(os.environ.get("MAB_TEST_MODULE_TIMEOUT", "280"))
 

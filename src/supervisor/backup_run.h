@@ -164,6 +164,9 @@ struct run_as;
  * helpers run as run_as.  -1 with run->failure set when it cannot start
  * (an unreadable secret file, say). */
 const char *job_kind_name(enum job_kind kind);
+/* Whether job i is the first of its database in the run: for naming each
+ * database once. */
+bool job_first_of_database(const struct backup_run *run, size_t i);
 int job_kind_from_name(const char *name);   /* -1 when unknown */
 
 int backup_run_start(struct backup_run *run, const struct mab_config *cfg,

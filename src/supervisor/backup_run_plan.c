@@ -41,6 +41,14 @@ const char *job_kind_name(enum job_kind kind)
 	return kind_names[kind];
 }
 
+bool job_first_of_database(const struct backup_run *run, size_t i)
+{
+	for (size_t k = 0; k < i; k++)
+		if (strcmp(run->jobs[k].database, run->jobs[i].database) == 0)
+			return false;
+	return true;
+}
+
 int job_kind_from_name(const char *name)
 {
 	for (size_t i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++)

@@ -160,10 +160,7 @@ static void run_hook(struct daemon *d, const struct backup_run *run, enum run_re
 	char databases[1024] = "";
 	size_t dused = 0;
 	for (size_t i = 0; i < run->n_jobs; i++) {
-		bool seen = false;
-		for (size_t k = 0; k < i && !seen; k++)
-			seen = strcmp(run->jobs[k].database, run->jobs[i].database) == 0;
-		if (seen)
+		if (!job_first_of_database(run, i))
 			continue;
 		int n = snprintf(databases + dused, sizeof(databases) - dused, "%s%s",
 				 dused ? "," : "", run->jobs[i].database);

@@ -56,10 +56,7 @@ char *manifest_encode(const struct backup_run *run, bool final)
 	BSON_APPEND_ARRAY_BEGIN(&doc, "databases", &dbs);
 	uint32_t n_dbs = 0;
 	for (size_t i = 0; i < run->n_jobs; i++) {
-		bool seen = false;
-		for (size_t k = 0; k < i && !seen; k++)
-			seen = strcmp(run->jobs[k].database, run->jobs[i].database) == 0;
-		if (seen)
+		if (!job_first_of_database(run, i))
 			continue;
 		char key[16];
 		const char *keyp;

@@ -320,23 +320,7 @@ class TestSecrets(FailureTestCase):
     def wrappers(self):
         """A libexec dir whose helpers record their argv, then exec the
         real ones; returns (dir, argv log path)."""
-        d = os.path.join(self.tmp, "libexec")
-        os.makedirs(d)
-        logp = os.path.join(self.tmp, "argv.log")
-        envp = os.path.join(self.tmp, "env.log")
-        for name in h.CHILD_PROGRAMS:
-            real = h.program(name)
-            if not os.path.exists(real):
-                continue
-            path = os.path.join(d, name)
-            with open(path, "w") as f:
-                f.write('#!/bin/sh\n'
-                        '{ printf "%%s" "%s"; for a in "$@"; do printf " [%%s]" "$a"; done; '
-                        'printf "\\n"; } >> "%s"\n'
-                        'env >> "%s"\n'
-                        'exec "%s" "$@"\n' % (name, logp, envp, real))
-            os.chmod(path, 0o755)
-        return d, logp, envp
+        return h.recording_helpers(self.tmp)
 
     def scan_proc(self, secrets, stop, hits):
         """Scan every process's cmdline until stop is set."""

@@ -176,23 +176,7 @@ class TestMongoTLSAuth(h.BackupTestCase):
     def wrappers(self):
         """A libexec dir whose helpers append their argv and environment
         to files, then exec the real ones: (dir, argv log, env log)."""
-        d = os.path.join(self.tmp, "libexec")
-        os.makedirs(d)
-        logp = os.path.join(self.tmp, "argv.log")
-        envp = os.path.join(self.tmp, "env.log")
-        for name in h.CHILD_PROGRAMS:
-            real = h.program(name)
-            if not os.path.exists(real):
-                continue
-            path = os.path.join(d, name)
-            with open(path, "w") as f:
-                f.write('#!/bin/sh\n'
-                        '{ printf "%%s" "%s"; for a in "$@"; do printf " [%%s]" "$a"; done; '
-                        'printf "\\n"; } >> "%s"\n'
-                        'env >> "%s"\n'
-                        'exec "%s" "$@"\n' % (name, logp, envp, real))
-            os.chmod(path, 0o755)
-        return d, logp, envp
+        return h.recording_helpers(self.tmp)
 
     def scan_proc(self, secrets, stop, hits, seen):
         """Until stop: every process's command line, and the environment
