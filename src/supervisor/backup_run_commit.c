@@ -282,8 +282,9 @@ static int next_set_folder(struct backup_run *run)
  * folder (create-only, marked incomplete), last with every collection's
  * result.  A transient storage failure waits and tries again until the
  * run's deadline; anything else gives up at once.  A cancelled run still
- * writes its final manifest, unless the SIGKILL escalation came first or
- * the storage is out: then the first one, which claims nothing, stays. */
+ * writes its final manifest (one try, even with the breaker open), unless
+ * the SIGKILL escalation came first or that try fails: then the first one,
+ * which claims nothing, stays. */
 enum manifest_progress manifest_step(struct backup_run *run, bool final)
 {
 	struct pipeline *pl = &run->manifest;
@@ -297,11 +298,12 @@ enum manifest_progress manifest_step(struct backup_run *run, bool final)
 		}
 		if (!run->cancelled && time(NULL) < run->manifest_not_before)
 			return MANIFEST_PENDING;
-		if (!breaker_allow(run->breaker, time(NULL))) {
-			if (run->cancelled)
-				goto give_up_quietly;
+		/* A cancelled run's final manifest gets one try whatever the
+		 * breaker says: an outage of the data uploads need not be one of
+		 * the manifest's, and the set should say what became of each
+		 * collection.  Its answer still tells the breaker. */
+		if (!breaker_allow(run->breaker, time(NULL)) && !run->cancelled)
 			return MANIFEST_PENDING;
-		}
 		run->manifest_started = true;
 		if (start_manifest_upload(run, final) != 0) {
 			breaker_release(run->breaker);

@@ -560,7 +560,10 @@ class TestSecondRunEndings(SetSafetyCase):
         bconf = self.config(tmpdir=os.path.join(self.tmp, "outage"),
                             connection_string=proxy.connection_string(),
                             azure={"max_retries": 1},
-                            breaker={"failure_threshold": 2, "open_seconds": 2},
+                            # Open for longer than the run may last: at
+                            # run_timeout the breaker is open, and the final
+                            # manifest must still be written.
+                            breaker={"failure_threshold": 2, "open_seconds": 60},
                             limits={"run_timeout": "10s"})
         proxy.add_fault(kind=["put_block", "put_block_list", "put_blob"], path="/tralivali_",
                         status=503, count=0)
