@@ -383,14 +383,6 @@ long sets_resolve(const struct set_list *l, const char *name, bool only_complete
 	return -1;
 }
 
-struct set_coll *set_find_coll(const struct backup_set *s, const char *name)
-{
-	for (size_t i = 0; i < s->n_colls; i++)
-		if (strcmp(s->colls[i].name, name) == 0)
-			return &s->colls[i];
-	return NULL;
-}
-
 size_t set_count_ok(const struct backup_set *s)
 {
 	size_t n = 0;

@@ -128,7 +128,6 @@ bool set_valid_folder(const char *folder);
 long sets_resolve(const struct set_list *l, const char *name, bool only_complete,
 		  char *err, size_t errlen);
 
-struct set_coll *set_find_coll(const struct backup_set *s, const char *name);
 /* Number of collections the manifest records as "ok". */
 size_t set_count_ok(const struct backup_set *s);
 

@@ -491,8 +491,11 @@ START_TEST(manifest_parse)
 	ck_assert_int_eq(sp->colls[1].documents, -1);
 	ck_assert_str_eq(sp->colls[1].error, "gone");
 	ck_assert_uint_eq(set_count_ok(sp), 1);
-	ck_assert_ptr_nonnull(set_find_coll(sp, "files"));
-	ck_assert_ptr_null(set_find_coll(sp, "nope"));
+	/* Format 1: every entry of the set's one database, a collection. */
+	ck_assert_str_eq(sp->colls[1].name, "files");
+	ck_assert_str_eq(sp->colls[1].database, sp->database);
+	ck_assert_str_eq(sp->colls[1].type, "collection");
+	ck_assert_str_eq(sp->colls[1].label, "files");
 	ck_assert_int_eq(set_parse_manifest(sp, "{\"collections\":[{\"result\":\"ok\"}],"
 					    "\"database\":\"d\"}", 48, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "name"));
