@@ -218,6 +218,33 @@ def _become_subreaper():
         pass
 
 
+def counters_files():
+    """libmongoc's /dev/shm/mongoc-PID files as they are now, by name, with
+    what tells a new file from an old one of the same name (a pid reused:
+    earlier runs on this machine may have left some)."""
+    found = {}
+    try:
+        names = os.listdir("/dev/shm")
+    except FileNotFoundError:
+        return found
+    for name in names:
+        if name.startswith("mongoc-"):
+            try:
+                st = os.stat(os.path.join("/dev/shm", name))
+            except FileNotFoundError:
+                continue
+            found[name] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def left_counters_file(pid, before):
+    """True when /dev/shm/mongoc-PID is there now and was not, as it is,
+    in the snapshot 'before' (from counters_files())."""
+    name = "mongoc-%d" % pid
+    now = counters_files()
+    return name in now and before.get(name) != now[name]
+
+
 def proc_stat(pid):
     """(ppid, state, comm) of pid, or None when gone."""
     try:

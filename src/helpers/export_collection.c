@@ -144,6 +144,7 @@ int main(int argc, char **argv)
 	bson_error_t error;
 	int opt, r = CHILD_EXIT_USAGE;
 
+	mongo_forget_counters_file();
 	/* Before anything can read a secret: no core file may hold it. */
 	no_core_dumps();
 	log_open("export-collection", LOG_TARGET_STDERR, LOG_INFO);

@@ -226,6 +226,7 @@ int main(int argc, char **argv)
 	int metadata_fd = -1, opt, r = CHILD_EXIT_USAGE;
 	bool mongoc_ready = false;
 
+	mongo_forget_counters_file();
 	/* Before anything can read a secret: no core file may hold it. */
 	no_core_dumps();
 	log_open("import-collection", LOG_TARGET_STDERR, LOG_INFO);

@@ -1,4 +1,5 @@
-/* mongo_log.c - libmongoc's log handler, pointed at ours.
+/* mongo_log.c - libmongoc's process-wide side effects, tamed: its log
+ * handler pointed at ours, and its counters file removed.
  *
  * libmongoc prints its own warnings (a missing /dev/shm, a server
  * selection retry) to stderr by default; with [log] target = syslog that
@@ -8,6 +9,9 @@
 #include "config.h"
 
 #include <mongoc/mongoc.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "mongo_log.h"
@@ -39,4 +43,13 @@ static void handler(mongoc_log_level_t level, const char *domain, const char *me
 void mongo_log_to_ours(void)
 {
 	mongoc_log_set_handler(handler, NULL);
+}
+
+void mongo_forget_counters_file(void)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "/mongoc-%ld", (long)getpid());
+	/* ENOENT (MONGOC_DISABLE_SHM was set) is the usual answer. */
+	(void)shm_unlink(name);
 }

@@ -106,6 +106,7 @@ class TestPromises(h.BackupTestCase):
         os.chmod(wrapper, 0o755)
         conf = self.write_config(collections="big")
         self.mongo.fault(hang_on_getmore=1)
+        before = h.counters_files()
         run = self.start_backup(conf, env={"MAB_LIBEXECDIR": libexec})
         pid = run.wait_for_child("export-collection", h.is_data_export("big"), timeout=30)
         with open("/proc/%d/status" % pid) as f:
@@ -124,7 +125,7 @@ class TestPromises(h.BackupTestCase):
         self.assertFalse(h.proc_stat(pid) is not None and h.proc_stat(pid)[1] != "Z",
                          "the helper outlived the run")
         # libmongoc's counters file of a killed helper would stay for ever.
-        self.assertFalse(os.path.exists("/dev/shm/mongoc-%d" % pid),
+        self.assertFalse(h.left_counters_file(pid, before),
                          "the killed helper left /dev/shm/mongoc-%d behind" % pid)
         self.assertNotIn(h.data_blob_name("big", h.utc_today()), self.blobs.names(""))
 
