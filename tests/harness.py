@@ -141,11 +141,14 @@ def programs_for_others(names=("mongo-azure-backupctl",) + HELPERS):
 def recording_helpers(tmpdir):
     """A libexec dir (for MAB_LIBEXECDIR) whose helpers append their argv
     ("name [arg] [arg]") and environment to two files, then exec the real
-    ones: (dir, argv log path, env log path)."""
+    ones: (dir, argv log path, env log path).  A collection's export and
+    upload start together: each wrapper writes under a lock, else their
+    lines interleave (seen: "upload-blobexport-collection [-c] [-c] ...")."""
     d = os.path.join(tmpdir, "libexec")
     os.makedirs(d)
     logp = os.path.join(tmpdir, "argv.log")
     envp = os.path.join(tmpdir, "env.log")
+    lockp = os.path.join(tmpdir, "record.lock")
     for name in CHILD_PROGRAMS:
         real = program(name)
         if not os.path.exists(real):
@@ -153,10 +156,14 @@ def recording_helpers(tmpdir):
         path = os.path.join(d, name)
         with open(path, "w") as f:
             f.write('#!/bin/sh\n'
-                    '{ printf "%%s" "%s"; for a in "$@"; do printf " [%%s]" "$a"; done; '
-                    'printf "\\n"; } >> "%s"\n'
-                    'env >> "%s"\n'
-                    'exec "%s" "$@"\n' % (name, logp, envp, real))
+                    '(\n'
+                    '  flock 9 || exit 1\n'
+                    '  line="%s"\n'
+                    '  for a in "$@"; do line="$line [$a]"; done\n'
+                    '  printf "%%s\\n" "$line" >> "%s"\n'
+                    '  env >> "%s"\n'
+                    ') 9>> "%s" || exit 1\n'
+                    'exec "%s" "$@"\n' % (name, logp, envp, lockp, real))
         os.chmod(path, 0o755)
     return d, logp, envp
 
